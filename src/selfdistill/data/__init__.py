@@ -1,0 +1,1 @@
+"""Candle data: the Candles contract, file loaders, the synthetic market, Bybit."""

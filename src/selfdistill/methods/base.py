@@ -1,0 +1,125 @@
+"""What every method consumes and produces.
+
+A method is ``fit(data, cfg, *, seed, callbacks) -> Lineage``. A
+:class:`Lineage` holds one or more fitted :class:`Member` models (Born-Again
+generations, BYOT exits, snapshots) plus :class:`Derived` rows (ensembles,
+early exit) computed from the members' probabilities. Evaluation, uncertainty
+and the run directory treat every method alike through this type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from selfdistill.training.loop import Callback, predict_logits
+
+__all__ = ["Derived", "Lineage", "Member", "Method", "TrainData"]
+
+
+@dataclass
+class TrainData:
+    """Everything a method may train on. Test rows are deliberately absent.
+
+    Attributes:
+        x: (N, F) scaled features, or (N, F, W) strided window views; row i is bar i
+            of the labelled dataset. Batches are ``x[rows]``.
+        y: (N,) int64 labels, 0 = bull, 1 = bear, 2 = sideways.
+        train_rows / val_rows: int64 indices into ``x``.
+        unlabeled_rows: rows a self-supervised method may use without labels
+            (training bars only; never validation or test).
+    """
+
+    x: Tensor
+    y: Tensor
+    train_rows: Tensor
+    val_rows: Tensor
+    n_classes: int = 3
+    class_names: tuple[str, ...] = ("bull", "bear", "sideways")
+    feature_names: tuple[str, ...] = ()
+    unlabeled_rows: Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x.shape[1])
+
+
+@dataclass
+class Member:
+    """One fitted model of a lineage.
+
+    Attributes:
+        keys: what identifies it in metrics, e.g. ``{"generation": 2}``,
+            ``{"exit": 1}``, ``{"snapshot": 3, "cycle": 3}``.
+        model: the network. ``output`` picks one output of a multi-exit network
+            whose ``forward`` returns a sequence of logits (None: plain logits).
+        history: per-epoch records of its training.
+    """
+
+    keys: dict[str, Any]
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    output: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def logits(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """(B, C) logits of this member for ``x[rows]``."""
+        if self.output is None:
+            return predict_logits(self.model, x, rows)
+        return predict_logits(_Select(self.model, self.output), x, rows)
+
+    def predict_proba(self, x: Tensor, rows: Tensor | None = None) -> np.ndarray:
+        """(B, C) float64 class probabilities."""
+        return torch.softmax(self.logits(x, rows).double(), dim=-1).cpu().numpy()
+
+
+class _Select(nn.Module):
+    """Wrap a multi-exit network so it returns one exit's logits."""
+
+    def __init__(self, model: nn.Module, index: int) -> None:
+        super().__init__()
+        self.model, self.index = model, index
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        logits = out.logits if hasattr(out, "logits") else out
+        return logits[self.index]
+
+
+@dataclass
+class Derived:
+    """A row computed from member probabilities (an ensemble, early exit, ...).
+
+    ``combine`` maps the list of member probability arrays, each (B, C), to (B, C).
+    """
+
+    method: str
+    keys: dict[str, Any]
+    combine: Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+@dataclass
+class Lineage:
+    """A method's fitted models, the one chosen on validation, and derived rows."""
+
+    method: str
+    members: list[Member]
+    selected: int = 0
+    derived: list[Derived] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    #: whether disagreement between members measures uncertainty (generations, snapshots)
+    disagreement: bool = False
+
+
+class Method(Protocol):
+    def __call__(self, data: TrainData, cfg: Any, *, seed: int,
+                 callbacks: Sequence[Callback] = ()) -> Lineage: ...

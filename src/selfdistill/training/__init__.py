@@ -1,0 +1,1 @@
+"""Training: the one minibatch loop, schedules (pure functions of step), EMA updates."""
