@@ -102,6 +102,8 @@ class FeaturesConfig(_Section):
     volatility_windows: list[PositiveInt] = Field(default_factory=lambda: [12, 24, 96])
     volume_window: PositiveInt = 48
     range_window: PositiveInt = 24
+    ma_windows: list[PositiveInt] = Field(default_factory=lambda: [12, 48])
+    skew_window: Annotated[int, Field(ge=3)] = 48
     scaler: Literal["standard", "robust", "none"] = "standard"
 
 
