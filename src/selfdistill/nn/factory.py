@@ -1,0 +1,56 @@
+"""Build models from config sections or from the JSON spec stored with weights.
+
+Model kinds register a builder here; a spec dict (``model.spec()``) always
+carries ``kind`` plus the constructor arguments, so a saved model is rebuilt
+without executing anything but these builders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from selfdistill.nn.mlp import MLP, ConstantClassifier
+
+__all__ = ["BUILDERS", "build_model", "model_from_spec", "register_builder"]
+
+#: kind -> builder(spec_dict) -> module. ``spec`` holds n_features, n_classes and sizes.
+BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
+
+
+def register_builder(kind: str, builder: Callable[[dict[str, Any]], nn.Module]) -> None:
+    """Make ``kind`` buildable from a spec dict."""
+    BUILDERS[kind] = builder
+
+
+def _mlp(spec: dict[str, Any]) -> nn.Module:
+    return MLP(spec["n_features"], spec["n_classes"], hidden=spec.get("hidden", (64, 64)),
+               activation=spec.get("activation", "relu"), dropout=spec.get("dropout", 0.0))
+
+
+def _constant(spec: dict[str, Any]) -> nn.Module:
+    import torch
+
+    n = int(spec["n_classes"])
+    return ConstantClassifier(torch.zeros(n))
+
+
+register_builder("mlp", _mlp)
+register_builder("constant", _constant)
+
+
+def model_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild an (untrained) model from its spec dict."""
+    kind = spec.get("kind")
+    if kind not in BUILDERS:
+        raise ValueError(f"model kind '{kind}' is not one of: {', '.join(sorted(BUILDERS))}")
+    return BUILDERS[kind](spec)
+
+
+def build_model(model_cfg: Any, n_features: int, n_classes: int) -> nn.Module:
+    """Build a fresh model from a ``ModelConfig`` section."""
+    spec = model_cfg.model_dump() if hasattr(model_cfg, "model_dump") else dict(model_cfg)
+    spec.update(n_features=n_features, n_classes=n_classes)
+    return model_from_spec(spec)
