@@ -100,11 +100,14 @@ class Derived:
     """A row computed from member probabilities (an ensemble, early exit, ...).
 
     ``combine`` maps the list of member probability arrays, each (B, C), to (B, C).
+    ``extras`` (optional) maps the same arrays to extra record fields, e.g. the
+    share of samples leaving at each exit for an early-exit row.
     """
 
     method: str
     keys: dict[str, Any]
     combine: Callable[[Sequence[np.ndarray]], np.ndarray]
+    extras: Callable[[Sequence[np.ndarray]], dict[str, Any]] | None = None
 
 
 @dataclass

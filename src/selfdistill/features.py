@@ -1,0 +1,290 @@
+"""Causal features from candles, and a scaler fitted on training rows only.
+
+Row ``t`` of :func:`compute_features` reads bars ``<= t`` and nothing else: every
+feature is a trailing window (pandas ``rolling`` walks forward, so a value at
+``t`` is computed from the prefix of the series alone). Rows whose window is not
+yet full are NaN (warm-up); the pipeline drops them.
+
+Gaps: when a bar carries ``gap_before = True`` (the first bar after missing
+candles), any return-based feature whose look-back straddles that gap is set to
+NaN, because a close-to-close move across missing candles is not an n-bar move.
+Bar-local quantities (high-low range, volume, close position) and their trailing
+means are kept across gaps.
+
+The :class:`Scaler` is fitted on training rows only and then applied unchanged
+to validation and test rows (normalising over the whole sample, as the source
+chapter did, leaks the future).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from selfdistill.config import FeaturesConfig
+from selfdistill.errors import ConfigError, DataError, ModelFileError, NotFittedError
+
+__all__ = ["SCALER_KINDS", "Scaler", "compute_features", "feature_names", "feature_warmup"]
+
+logger = logging.getLogger(__name__)
+
+SCALER_KINDS = ("standard", "robust", "none")
+_REQUIRED = ("open", "high", "low", "close", "volume")
+_FLAT_VARIANCE = 1e-18  # below this a window of log returns is flat: skew := 0
+
+
+def _unique(windows: list[int]) -> list[int]:
+    """Windows in the order given, duplicates removed (names must be unique)."""
+    return list(dict.fromkeys(int(w) for w in windows))
+
+
+def feature_names(cfg: FeaturesConfig | None = None) -> list[str]:
+    """The column names :func:`compute_features` returns, in order.
+
+    Args:
+        cfg: feature settings; defaults when None.
+
+    Returns:
+        ``ret_{w}`` per return window, ``vol_{w}`` per volatility window, ``range``,
+        ``range_mean_{w}``, ``volume_rel_{w}``, ``close_pos``, ``ma_dist_{w}`` per
+        moving-average window, ``skew_{w}``.
+    """
+    cfg = cfg or FeaturesConfig()
+    names = [f"ret_{w}" for w in _unique(cfg.return_windows)]
+    names += [f"vol_{w}" for w in _unique(cfg.volatility_windows)]
+    names += ["range", f"range_mean_{cfg.range_window}", f"volume_rel_{cfg.volume_window}"]
+    names += ["close_pos"]
+    names += [f"ma_dist_{w}" for w in _unique(cfg.ma_windows)]
+    names += [f"skew_{cfg.skew_window}"]
+    return names
+
+
+def feature_warmup(cfg: FeaturesConfig | None = None) -> int:
+    """Bars of history the slowest feature needs: rows ``t < warmup`` may be NaN."""
+    cfg = cfg or FeaturesConfig()
+    return max(
+        *cfg.return_windows, *cfg.volatility_windows, *cfg.ma_windows,
+        cfg.volume_window, cfg.range_window, cfg.skew_window,
+    )
+
+
+def _check_candles(candles: pd.DataFrame) -> None:
+    missing = [c for c in _REQUIRED if c not in candles.columns]
+    if missing:
+        raise DataError(
+            f"candles lack column(s) {missing}; features need {list(_REQUIRED)} "
+            f"(got {list(candles.columns)})"
+        )
+
+
+def _gap_count(candles: pd.DataFrame) -> np.ndarray:
+    """(N,) cumulative number of ``gap_before`` marks up to and including each bar."""
+    if "gap_before" not in candles.columns:
+        return np.zeros(len(candles), dtype=np.int64)
+    return np.cumsum(candles["gap_before"].to_numpy(dtype=bool), dtype=np.int64)
+
+
+def _crosses_gap(gaps: np.ndarray, span: int) -> np.ndarray:
+    """(N,) True where a gap lies between bar ``t - span`` and bar ``t``."""
+    out = np.zeros(len(gaps), dtype=bool)
+    if span <= 0 or span >= len(gaps):
+        return out
+    out[span:] = gaps[span:] - gaps[:-span] > 0
+    return out
+
+
+def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """(N,) trailing mean over ``window`` values ending at t; NaN until full or on NaN."""
+    return pd.Series(x).rolling(window, min_periods=window).mean().to_numpy()
+
+
+def _rolling_skew(r: np.ndarray, window: int) -> np.ndarray:
+    """(N,) population skewness of the last ``window`` values; 0 for a flat window."""
+    mean = _rolling_mean(r, window)
+    raw2 = _rolling_mean(r * r, window)
+    m2 = raw2 - mean**2
+    m3 = _rolling_mean(r**3, window) - 3 * mean * raw2 + 2 * mean**3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = m3 / np.power(np.maximum(m2, 0.0), 1.5)
+    return np.where(m2 > _FLAT_VARIANCE, skew, np.where(np.isnan(m2), np.nan, 0.0))
+
+
+def _return_features(log_close: np.ndarray, r1: np.ndarray, gaps: np.ndarray,
+                     cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    n = len(log_close)
+    for w in _unique(cfg.return_windows):
+        ret = np.full(n, np.nan)
+        ret[w:] = log_close[w:] - log_close[:-w]
+        out[f"ret_{w}"] = np.where(_crosses_gap(gaps, w), np.nan, ret)
+    for w in _unique(cfg.volatility_windows):
+        # realised volatility: sqrt(mean r^2); r1 is NaN across gaps, so is the window
+        out[f"vol_{w}"] = np.sqrt(_rolling_mean(r1 * r1, w))
+    return out
+
+
+def _bar_features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                  v: np.ndarray, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    bar_range = np.log(h / lo)
+    out["range"] = bar_range
+    out[f"range_mean_{cfg.range_window}"] = _rolling_mean(bar_range, cfg.range_window)
+    mean_volume = _rolling_mean(v, cfg.volume_window)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # log(1 + v / mean): finite for zero volume, undefined when the window traded nothing
+        rel = np.log1p(v / mean_volume)
+        pos = (c - lo) / (h - lo)
+    out[f"volume_rel_{cfg.volume_window}"] = np.where(mean_volume > 0, rel, np.nan)
+    out["close_pos"] = np.where(h > lo, pos, 0.5)
+    return out
+
+
+def _trend_features(c: np.ndarray, log_close: np.ndarray, r1: np.ndarray,
+                    gaps: np.ndarray, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for w in _unique(cfg.ma_windows):
+        dist = log_close - np.log(_rolling_mean(c, w))
+        out[f"ma_dist_{w}"] = np.where(_crosses_gap(gaps, w - 1), np.nan, dist)
+    out[f"skew_{cfg.skew_window}"] = _rolling_skew(r1, cfg.skew_window)
+    return out
+
+
+def compute_features(candles: pd.DataFrame, cfg: FeaturesConfig | None = None) -> pd.DataFrame:
+    """Causal features: row t uses bars <= t only.
+
+    Args:
+        candles: validated candles (see ``selfdistill.data.candles``), N rows, with
+            float columns open/high/low/close/volume and optionally a boolean
+            ``gap_before`` marking the first bar after missing candles.
+        cfg: feature settings; defaults when None.
+
+    Returns:
+        (N, F) float64 frame with the same index as ``candles`` and the columns of
+        :func:`feature_names`. Warm-up rows and return windows straddling a gap
+        hold NaN.
+    """
+    cfg = cfg or FeaturesConfig()
+    _check_candles(candles)
+    o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in _REQUIRED)
+    gaps = _gap_count(candles)
+    log_close = np.log(c)
+    r1 = np.full(len(c), np.nan)
+    r1[1:] = np.diff(log_close)
+    r1[_crosses_gap(gaps, 1)] = np.nan  # a close-to-close move across missing bars
+    cols = _return_features(log_close, r1, gaps, cfg)
+    cols |= _bar_features(o, h, lo, c, v, cfg)
+    cols |= _trend_features(c, log_close, r1, gaps, cfg)
+    frame = pd.DataFrame(cols, index=candles.index)[feature_names(cfg)]
+    logger.debug("computed %d features on %d bars", frame.shape[1], frame.shape[0])
+    return frame.astype(np.float64)
+
+
+class Scaler:
+    """Per-column centring and scaling, fitted on training rows only.
+
+    ``standard`` uses the mean and standard deviation, ``robust`` the median and
+    the inter-quartile range, ``none`` leaves values as they are. Constant
+    columns get scale 1. After scaling, values are clipped to ``[-clip, clip]``
+    (not for ``none``) and returned as float32.
+
+    Example:
+        >>> import numpy as np
+        >>> s = Scaler("standard").fit(np.array([[0.0], [2.0]]))
+        >>> s.transform(np.array([[1.0], [4.0]])).ravel().tolist()
+        [0.0, 3.0]
+    """
+
+    def __init__(self, kind: Literal["standard", "robust", "none"] = "standard",
+                 clip: float = 10.0) -> None:
+        self.kind = kind
+        self.clip = clip
+
+    def fit(self, x: np.ndarray) -> Scaler:
+        """Learn centre and scale per column.
+
+        Args:
+            x: (n_train, F) training rows only; every value finite.
+
+        Returns:
+            self, with ``center_`` and ``scale_`` of shape (F,).
+        """
+        if self.kind not in SCALER_KINDS:
+            raise ConfigError(f"scaler kind '{self.kind}' is not one of {', '.join(SCALER_KINDS)}")
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise DataError(f"Scaler.fit needs a non-empty 2-D array (rows, features), "
+                            f"got shape {x.shape}")
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=0))
+        if bad.size:
+            raise DataError(f"Scaler.fit got NaN or inf in column(s) {bad.tolist()}; "
+                            "drop warm-up rows before fitting")
+        self.center_, self.scale_ = self._statistics(x)
+        return self
+
+    def _statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n_features = x.shape[1]
+        if self.kind == "none":
+            return np.zeros(n_features), np.ones(n_features)
+        if self.kind == "robust":
+            q25, center, q75 = np.percentile(x, [25.0, 50.0, 75.0], axis=0)
+            scale = q75 - q25
+        else:
+            center, scale = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(center)), scale, 1.0)
+        return center, scale
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Apply the fitted statistics.
+
+        Args:
+            x: (N, F) rows of any split.
+
+        Returns:
+            (N, F) float32, ``(x - center) / scale`` clipped to ``[-clip, clip]``.
+            NaN stays NaN.
+        """
+        if not hasattr(self, "center_"):
+            raise NotFittedError("Scaler.transform called before fit")
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.center_.shape[0]:
+            raise DataError(f"Scaler was fitted on {self.center_.shape[0]} features, "
+                            f"got an array of shape {x.shape}")
+        z = (x - self.center_) / self.scale_
+        if self.kind != "none":
+            z = np.clip(z, -self.clip, self.clip)
+        return z.astype(np.float32)
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        """``fit(x).transform(x)`` for the training rows."""
+        return self.fit(x).transform(x)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (plain lists and floats)."""
+        if not hasattr(self, "center_"):
+            raise NotFittedError("Scaler.to_dict called before fit")
+        return {"kind": self.kind, "clip": float(self.clip),
+                "center": [float(v) for v in self.center_],
+                "scale": [float(v) for v in self.scale_]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scaler:
+        """Rebuild a fitted scaler from :meth:`to_dict` output."""
+        try:
+            scaler = cls(d["kind"], clip=float(d["clip"]))
+            center = np.asarray(d["center"], dtype=np.float64)
+            scale = np.asarray(d["scale"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"scaler state is malformed ({exc!r}); expected keys "
+                                 "kind, clip, center, scale") from exc
+        valid = (scaler.kind in SCALER_KINDS and center.ndim == 1 and center.shape == scale.shape
+                 and np.isfinite(center).all() and (np.isfinite(scale) & (scale > 0)).all())
+        if not valid:
+            raise ModelFileError(f"scaler state is inconsistent: kind={scaler.kind!r}, "
+                                 f"{center.shape[0] if center.ndim else 0} centres, "
+                                 f"{scale.shape[0] if scale.ndim else 0} positive finite scales "
+                                 "expected to match")
+        scaler.center_, scaler.scale_ = center, scale
+        return scaler

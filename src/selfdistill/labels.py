@@ -1,0 +1,188 @@
+"""Regime labels: 0 = bull, 1 = bear, 2 = sideways.
+
+Every labelled row ``t`` records the interval ``[start, end]`` of bar positions
+its label looked at, so that :mod:`selfdistill.splits` can purge by it.
+
+Methods:
+
+- ``forward`` (default, predictive): ``r = log(close[t+h] / close[t])`` against a
+  band ``k * sigma_t * sqrt(h)``, where ``sigma_t`` is the EWM standard deviation
+  of 1-bar log returns up to and including bar ``t``. Bull above the band, bear
+  below minus the band, sideways inside. Interval ``[t, t + h]``.
+- ``triple_barrier`` (Lopez de Prado): the same band as upper / lower barriers on
+  the close path ``t+1 .. t+h``; the first barrier crossed gives bull or bear,
+  reaching ``t + h`` untouched gives sideways. Interval ``[t, touch bar]``.
+- ``same_bar`` (the source chapter's labels): bar ``t``'s own return against
+  ``k * sigma_t``. Descriptive, NOT predictive: a model that sees bar ``t``'s
+  return solves a trivial task. Interval ``[t, t]``, horizon 0.
+
+Rows are dropped when the horizon runs past the data, when a ``gap_before``
+bar lies inside ``(t, t + h]`` (the move would span missing candles), or while
+``sigma_t`` is still warming up (fewer than ``vol_span`` returns seen).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from selfdistill.config import LabelsConfig
+from selfdistill.errors import ConfigError, DataError
+
+__all__ = [
+    "BEAR",
+    "BULL",
+    "CLASS_NAMES",
+    "LABEL_METHODS",
+    "SIDEWAYS",
+    "LabelSet",
+    "make_labels",
+    "trailing_volatility",
+]
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAMES = ("bull", "bear", "sideways")
+BULL, BEAR, SIDEWAYS = 0, 1, 2
+LABEL_METHODS = ("forward", "triple_barrier", "same_bar")
+
+
+@dataclass
+class LabelSet:
+    """Labels of the rows that have them.
+
+    Attributes:
+        y: (L,) int64 labels indexed by the ``open_time`` of each labelled bar.
+        start: (L,) int64 bar position ``t`` of each labelled row (into the candles).
+        end: (L,) int64 last bar position its label looked at (``t + h`` for forward).
+        class_names: name of each class id.
+        method: the labelling method.
+        horizon: bars the label looks ahead (0 for ``same_bar``).
+    """
+
+    y: pd.Series
+    start: np.ndarray
+    end: np.ndarray
+    class_names: tuple[str, ...] = CLASS_NAMES
+    method: str = "forward"
+    horizon: int = 12
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of rows per class name."""
+        counts = np.bincount(self.y.to_numpy(), minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, counts, strict=True)}
+
+
+def _log_returns(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) log close and (N,) 1-bar log returns (NaN at bar 0 and after a gap)."""
+    log_close = np.log(candles["close"].to_numpy(dtype=np.float64))
+    r1 = np.full(len(log_close), np.nan)
+    r1[1:] = np.diff(log_close)
+    if "gap_before" in candles.columns:
+        r1[candles["gap_before"].to_numpy(dtype=bool)] = np.nan
+    return log_close, r1
+
+
+def trailing_volatility(candles: pd.DataFrame, span: int = 100) -> np.ndarray:
+    """EWM standard deviation of 1-bar log returns up to and including each bar.
+
+    Args:
+        candles: N candles with a ``close`` column (``gap_before`` honoured: a return
+            across missing candles is left out).
+        span: EWM span in bars; also the number of returns needed before the value
+            is defined.
+
+    Returns:
+        (N,) float64 ``sigma_t``; NaN during warm-up. Uses bars ``<= t`` only.
+    """
+    _, r1 = _log_returns(candles)
+    return pd.Series(r1).ewm(span=span, min_periods=span).std().to_numpy()
+
+
+def _gap_in_horizon(candles: pd.DataFrame, horizon: int) -> np.ndarray:
+    """(N,) True where a ``gap_before`` bar lies in ``(t, t + horizon]``."""
+    out = np.zeros(len(candles), dtype=bool)
+    if "gap_before" not in candles.columns or horizon >= len(candles):
+        return out
+    gaps = np.cumsum(candles["gap_before"].to_numpy(dtype=bool), dtype=np.int64)
+    out[: len(gaps) - horizon] = gaps[horizon:] - gaps[:-horizon] > 0
+    return out
+
+
+def _classify(r: np.ndarray, band: np.ndarray) -> np.ndarray:
+    return np.where(r > band, BULL, np.where(r < -band, BEAR, SIDEWAYS)).astype(np.int64)
+
+
+def _forward(log_close: np.ndarray, band: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N - h,) labels and ends of rows 0 .. N - h - 1."""
+    r = log_close[h:] - log_close[:-h]
+    t = np.arange(len(r), dtype=np.int64)
+    return _classify(r, band[: len(r)]), t + h
+
+
+def _triple_barrier(log_close: np.ndarray, band: np.ndarray,
+                    h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N - h,) labels and touch bars of rows 0 .. N - h - 1."""
+    windows = np.lib.stride_tricks.sliding_window_view(log_close, h + 1)  # (N - h, h + 1)
+    path = windows[:, 1:] - windows[:, :1]  # (N - h, h): return to t+1 .. t+h
+    b = band[: len(path), None]
+    up, down = path > b, path < -b
+    first_up = np.where(up.any(axis=1), up.argmax(axis=1), h)
+    first_down = np.where(down.any(axis=1), down.argmax(axis=1), h)
+    y = np.where(first_up < first_down, BULL, np.where(first_down < first_up, BEAR, SIDEWAYS))
+    steps = np.minimum(first_up, first_down) + 1  # h + 1 when untouched
+    t = np.arange(len(path), dtype=np.int64)
+    return y.astype(np.int64), t + np.minimum(steps, h)
+
+
+def _check_inputs(candles: pd.DataFrame, cfg: LabelsConfig) -> None:
+    if "close" not in candles.columns:
+        raise DataError(f"candles lack a 'close' column (got {list(candles.columns)})")
+    if cfg.method not in LABEL_METHODS:
+        raise ConfigError(f"labels.method '{cfg.method}' is not one of {', '.join(LABEL_METHODS)}")
+
+
+def make_labels(candles: pd.DataFrame, cfg: LabelsConfig | None = None) -> LabelSet:
+    """Label every bar that has a full, gap-free horizon and a defined volatility.
+
+    Args:
+        candles: N validated candles (``close`` and optionally ``gap_before``).
+        cfg: labelling settings (method, horizon h, band width k, vol_span).
+
+    Returns:
+        A :class:`LabelSet` with L <= N rows, chronological.
+    """
+    cfg = cfg or LabelsConfig()
+    _check_inputs(candles, cfg)
+    n, h = len(candles), cfg.horizon
+    log_close, r1 = _log_returns(candles)
+    sigma = trailing_volatility(candles, cfg.vol_span)
+    if cfg.method == "same_bar":
+        y, end = _classify(r1, cfg.k * sigma), np.arange(n, dtype=np.int64)
+        keep = np.isfinite(r1) & np.isfinite(sigma)
+        horizon = 0
+    else:
+        if n <= h:
+            raise DataError(f"{n} candles cannot be labelled with horizon {h}; "
+                            f"need more than {h} bars (lower labels.horizon or load more data)")
+        label_fn = _forward if cfg.method == "forward" else _triple_barrier
+        y, end = label_fn(log_close, cfg.k * sigma * np.sqrt(h), h)
+        keep = np.isfinite(sigma[: n - h]) & ~_gap_in_horizon(candles, h)[: n - h]
+        horizon = h
+    start = np.flatnonzero(keep).astype(np.int64)
+    if start.size == 0:
+        raise DataError(f"no bar could be labelled: {n} candles, horizon {h}, vol_span "
+                        f"{cfg.vol_span} (sigma needs {cfg.vol_span} returns first); "
+                        "load more data or lower labels.vol_span / labels.horizon")
+    labels = pd.Series(y[start], index=candles.index[start], name="label", dtype=np.int64)
+    out = LabelSet(y=labels, start=start, end=end[start].astype(np.int64),
+                   method=cfg.method, horizon=horizon)
+    logger.info("labelled %d of %d bars (%s, h=%d): %s",
+                len(out), n, cfg.method, horizon, out.class_counts())
+    return out

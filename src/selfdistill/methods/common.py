@@ -1,0 +1,65 @@
+"""Pieces every supervised method shares: seeding, model building, one training call."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfdistill.methods.base import TrainData
+from selfdistill.nn.factory import build_model
+from selfdistill.training.loop import Callback, FitResult, LossFn, fit, make_optimizer
+
+__all__ = ["derive_seed", "fresh_model", "freeze", "hard_ce_loss", "train_model", "val_nll"]
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A reproducible 31-bit seed from the run seed and names (method, generation, ...)."""
+    text = "/".join(str(p) for p in (seed, *parts))
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def fresh_model(data: TrainData, cfg: Any, seed: int) -> nn.Module:
+    """A newly initialised model from ``cfg.model`` (weights drawn from ``seed``)."""
+    torch.manual_seed(seed)
+    return build_model(cfg.model, data.n_features, data.n_classes).to(data.device)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Teachers and finished members: eval mode, no gradients, never in an optimizer."""
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def hard_ce_loss(y: Tensor, *, label_smoothing: float = 0.0) -> LossFn:
+    """Cross-entropy on hard labels looked up by row index."""
+
+    def loss_fn(model: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
+        return F.cross_entropy(model(xb), y[rows], label_smoothing=label_smoothing)
+
+    return loss_fn
+
+
+def train_model(model: nn.Module, data: TrainData, cfg: Any, loss_fn: LossFn, *, seed: int,
+                label: str, callbacks: Sequence[Callback] = ()) -> FitResult:
+    """Train with the ``training`` section's optimizer, epochs, batch size and patience."""
+    tr = cfg.training
+    optimizer = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    return fit(model, x=data.x, y=data.y, train_rows=data.train_rows, val_rows=data.val_rows,
+               loss_fn=loss_fn, epochs=tr.epochs, batch_size=tr.batch_size, optimizer=optimizer,
+               generator=generator, patience=tr.patience, grad_clip=tr.grad_clip,
+               callbacks=callbacks, label=label)
+
+
+@torch.no_grad()
+def val_nll(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of hard labels under (N, C) probabilities."""
+    p = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    return float(-np.log(p).mean())
