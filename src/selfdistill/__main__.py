@@ -1,7 +1,5 @@
 """``python -m selfdistill`` runs the CLI."""
 
-import sys
+from selfdistill.cli import console_main
 
-from selfdistill.cli import main
-
-sys.exit(main())
+console_main()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
 
 from selfdistill import __version__
 from selfdistill.errors import SelfDistillError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console_main", "main"]
 
 app = typer.Typer(
     name="selfdistill",
@@ -60,27 +59,24 @@ _register_all()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point of the console script; returns the process exit code.
+
+    Typer handles usage errors itself (message + exit 2); our own errors become
+    one line on stderr with their exit code; anything else is a bug, shown as
+    one line (the traceback with ``--debug``).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        result = app(args=args, standalone_mode=False, prog_name="selfdistill")
-        return int(result) if isinstance(result, int) else 0
+        app(args=args, prog_name="selfdistill")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except SelfDistillError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except click.ClickException as exc:
-        if debug:
-            raise
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        return 2
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
@@ -90,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
                    "(run with --debug for the traceback)", err=True)
         return 1
+    return 0
+
+
+def console_main() -> None:
+    """The ``selfdistill`` console script."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -1,0 +1,275 @@
+"""The data flow of one experiment fold, from candles to metrics records.
+
+::
+
+    candles -> causal features -> labels (t+1..t+h) -> purged split
+      -> scaler fitted on train rows -> TrainData -> every method -> Lineage
+      -> probabilities per member / derived row on train, val, test -> records
+
+Folds and seeds are loops *around* :func:`run_fold` (see ``evaluation``).
+Test rows are only read here, after every method has finished fitting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from selfdistill.config import RunConfig
+from selfdistill.errors import ConfigError, DataError
+from selfdistill.features import Scaler, compute_features
+from selfdistill.labels import LabelSet, make_labels
+from selfdistill.methods import Lineage, TrainData, get_method
+from selfdistill.metrics import classification_metrics
+from selfdistill.splits import Split, check_no_leak, purged_split
+from selfdistill.training.loop import Callback
+from selfdistill.uncertainty import disagreement, error_by_quantile
+
+__all__ = [
+    "Dataset",
+    "FoldResult",
+    "build_dataset",
+    "holdout_split",
+    "load_candles",
+    "make_train_data",
+    "resolve_device",
+    "run_fold",
+]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+UNCERTAINTY_MEASURES = ("variance", "mutual_information", "flip_rate")
+
+
+@dataclass
+class Dataset:
+    """Labelled rows ready to split: features and labels aligned row by row.
+
+    Attributes:
+        candles: the validated candles (all bars).
+        features: (R, F) causal features of the labelled rows (index = open_time).
+        labels: the LabelSet of the same rows; ``start`` / ``end`` are bar positions.
+        truth: (R,) true regime of each row (synthetic data only).
+        interval: the bar interval (Bybit spelling) when known.
+    """
+
+    candles: pd.DataFrame
+    features: pd.DataFrame
+    labels: LabelSet
+    truth: np.ndarray | None = None
+    interval: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.features)
+
+
+@dataclass
+class FoldResult:
+    records: list[dict[str, Any]]
+    predictions: pd.DataFrame
+    lineages: list[Lineage]
+    scaler: Scaler
+    uncertainty: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | None]:
+    """Candles, the true regime per bar (synthetic only) and the bar interval."""
+    data = cfg.data
+    if data.source == "synthetic":
+        from selfdistill.data.synthetic import generate_market
+
+        syn = data.synthetic
+        candles, truth = generate_market(
+            syn.n_bars, seed=cfg.seed if syn.seed is None else syn.seed,
+            persistence=syn.persistence, interval=syn.interval, start=syn.start,
+            start_price=syn.start_price)
+        return candles, truth, syn.interval
+    if data.source in ("csv", "parquet"):
+        from selfdistill.data.candles import infer_interval, load_candles_file
+
+        assert data.path is not None  # checked by the config schema
+        candles = load_candles_file(data.path, interval=data.interval, gaps=data.gaps)
+        return candles, None, data.interval or infer_interval(candles.index)
+    from selfdistill.data.store import load_or_fetch
+
+    return load_or_fetch(data.bybit, gaps=data.gaps), None, data.bybit.interval
+
+
+def build_dataset(cfg: RunConfig, candles: pd.DataFrame, truth: pd.Series | None = None,
+                  interval: str | None = None) -> Dataset:
+    """Features and labels aligned on the rows where both exist."""
+    feats = compute_features(candles, cfg.features)
+    labels = make_labels(candles, cfg.labels)
+    ok = np.isfinite(feats.to_numpy()[labels.start]).all(axis=1)
+    if ok.sum() < 50:
+        raise DataError(
+            f"only {int(ok.sum())} of {len(candles)} bars have both features and labels; "
+            "use more candles or shorter feature windows / label horizon")
+    labels = LabelSet(y=labels.y[ok], start=labels.start[ok], end=labels.end[ok],
+                      class_names=labels.class_names, method=labels.method,
+                      horizon=labels.horizon)
+    features = feats.iloc[labels.start]
+    truth_rows = None if truth is None else truth.to_numpy()[labels.start].astype(np.int64)
+    return Dataset(candles, features, labels, truth_rows, interval)
+
+
+def holdout_split(ds: Dataset, cfg: RunConfig) -> Split:
+    """The chronological, purged train / val / test split of the ``split`` section."""
+    sp = cfg.split
+    split = purged_split(ds.labels.start, ds.labels.end, train=sp.train, val=sp.val,
+                         test=sp.test, purge=sp.purge, embargo=sp.embargo)
+    check_no_leak(split, ds.labels.start, ds.labels.end)
+    return split
+
+
+def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
+                    device: torch.device) -> tuple[TrainData, torch.Tensor, Scaler]:
+    """Scale with statistics of the training rows only; tensors on ``device``.
+
+    Returns the TrainData (train / val rows only), the (R, F) input tensor of all
+    rows (test rows are read from it after fitting) and the fitted scaler.
+    """
+    raw = ds.features.to_numpy(dtype=np.float64)
+    scaler = Scaler(cfg.features.scaler).fit(raw[split.train])
+    x = torch.as_tensor(scaler.transform(raw), dtype=torch.float32, device=device)
+    y = torch.as_tensor(ds.labels.y.to_numpy(), dtype=torch.int64, device=device)
+    rows = {name: torch.as_tensor(getattr(split, name), dtype=torch.int64, device=device)
+            for name in SPLITS}
+    data = TrainData(x=x, y=y, train_rows=rows["train"], val_rows=rows["val"],
+                     n_classes=len(ds.labels.class_names), class_names=ds.labels.class_names,
+                     feature_names=tuple(ds.features.columns), unlabeled_rows=rows["train"])
+    return data, x, scaler
+
+
+def _member_name(keys: dict[str, Any]) -> str:
+    shown = [f"{k}={v}" for k, v in keys.items() if v is not None]
+    return ",".join(shown) or "-"
+
+
+def _record(method: str, keys: dict[str, Any], split: str, y: np.ndarray, proba: np.ndarray,
+            truth: np.ndarray | None, n_classes: int, base: dict[str, Any]) -> dict[str, Any]:
+    rec: dict[str, Any] = {"method": method, "generation": None, **keys, "split": split, **base}
+    rec.update(classification_metrics(y, proba, n_classes=n_classes))
+    if truth is not None:
+        rec["accuracy_true"] = float((proba.argmax(axis=1) == truth).mean())
+    return rec
+
+
+def _prediction_frame(ds: Dataset, rows: np.ndarray, proba: np.ndarray, *, method: str,
+                      keys: dict[str, Any], split: str, base: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame({"open_time": ds.features.index[rows], "split": split,
+                          "method": method, "member": _member_name(keys)})
+    gen = keys.get("generation")
+    frame["generation"] = pd.array([gen] * len(rows), dtype="Int64")
+    for c, name in enumerate(ds.labels.class_names):
+        frame[f"p_{name}"] = proba[:, c]
+    frame["pred"] = proba.argmax(axis=1).astype(np.int64)
+    frame["label"] = ds.labels.y.to_numpy()[rows]
+    if ds.truth is not None:
+        frame["true_regime"] = ds.truth[rows]
+    for k, v in base.items():
+        frame[k] = v
+    return frame
+
+
+def _lineage_outputs(lineage: Lineage, x: torch.Tensor, rows: torch.Tensor
+                     ) -> list[tuple[str, dict[str, Any], np.ndarray, dict[str, Any]]]:
+    """(method, keys, probabilities, extra fields) for every member and derived row."""
+    member_probs = [m.predict_proba(x, rows) for m in lineage.members]
+    out = []
+    for i, (m, p) in enumerate(zip(lineage.members, member_probs, strict=True)):
+        extra = {"selected": i == lineage.selected} if len(lineage.members) > 1 else {}
+        out.append((lineage.method, dict(m.keys), p, extra))
+    for d in lineage.derived:
+        extra = d.extras(member_probs) if d.extras is not None else {}
+        out.append((d.method, dict(d.keys), d.combine(member_probs), extra))
+    return out
+
+
+def _uncertainty(lineage: Lineage, x: torch.Tensor, rows: torch.Tensor, y: np.ndarray,
+                 split: str, base: dict[str, Any]) -> tuple[dict[str, np.ndarray],
+                                                           list[dict[str, Any]]]:
+    probs = np.stack([m.predict_proba(x, rows) for m in lineage.members])  # (M, N, C)
+    measures = disagreement(probs)
+    correct = probs.mean(axis=0).argmax(axis=1) == y
+    summary = [{"method": lineage.method, "split": split, "measure": name, **base,
+                "quantiles": error_by_quantile(measures[name], correct)}
+               for name in UNCERTAINTY_MEASURES]
+    return measures, summary
+
+
+def evaluate_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: torch.Tensor,
+                      *, base: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.DataFrame,
+                                                        list[dict[str, Any]]]:
+    """Metrics records for every split, predictions for val / test, uncertainty summaries."""
+    y_all = ds.labels.y.to_numpy()
+    n_classes = len(ds.labels.class_names)
+    records, frames, unc = [], [], []
+    for split_name in SPLITS:
+        rows = np.asarray(getattr(split, split_name))
+        rows_t = torch.as_tensor(rows, dtype=torch.int64, device=x.device)
+        truth = None if ds.truth is None else ds.truth[rows]
+        for lineage in lineages:
+            for method, keys, proba, extra in _lineage_outputs(lineage, x, rows_t):
+                rec = _record(method, keys, split_name, y_all[rows], proba, truth, n_classes, base)
+                records.append({**rec, **extra})
+                if split_name != "train":
+                    frames.append(_prediction_frame(ds, rows, proba, method=method, keys=keys,
+                                                    split=split_name, base=base))
+            if lineage.disagreement and len(lineage.members) > 1 and split_name != "train":
+                measures, summary = _uncertainty(lineage, x, rows_t, y_all[rows], split_name, base)
+                unc += summary
+                for frame in frames[-(len(lineage.members) + len(lineage.derived)):]:
+                    for name in UNCERTAINTY_MEASURES:
+                        frame[name] = measures[name]
+    return records, pd.concat(frames, ignore_index=True), unc
+
+
+def run_fold(ds: Dataset, split: Split, cfg: RunConfig, *, seed: int, fold: int = 0,
+             callbacks: Sequence[Callback] = (), device: torch.device | None = None
+             ) -> FoldResult:
+    """Fit every configured method on one split with one seed, then evaluate it."""
+    device = device or resolve_device(cfg.device)
+    data, x, scaler = make_train_data(ds, split, cfg, device)
+    lineages, timings = [], {}
+    for name in cfg.methods:
+        t0 = time.perf_counter()
+        lineage = get_method(name)(data, cfg, seed=seed, callbacks=callbacks)
+        timings[name] = {"seconds": time.perf_counter() - t0,
+                         "epochs": sum(m.info.get("epochs", 0) for m in lineage.members),
+                         **{k: v for k, v in lineage.info.items()
+                            if isinstance(v, int | float | str)}}
+        lineages.append(lineage)
+    base = {"seed": seed, "fold": fold}
+    records, predictions, unc = evaluate_lineages(ds, split, lineages, x, base=base)
+    return FoldResult(records, predictions, lineages, scaler, unc, timings)
+
+
+def run_holdout(cfg: RunConfig, *, callbacks: Sequence[Callback] = ()
+                ) -> tuple[Dataset, Split, FoldResult]:
+    """The single-split experiment: load, build, split, fit every method, evaluate."""
+    candles, truth, interval = load_candles(cfg)
+    ds = build_dataset(cfg, candles, truth, interval)
+    split = holdout_split(ds, cfg)
+    log.info("rows: train %d, val %d, test %d", len(split.train), len(split.val),
+             len(split.test))
+    return ds, split, run_fold(ds, split, cfg, seed=cfg.seed, callbacks=callbacks)
