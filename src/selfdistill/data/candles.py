@@ -8,7 +8,13 @@ its output, and every consumer may assume the contract without re-checking.
 
 Missing candles (gaps) are never filled: under gap policy ``"mark"`` the bar
 right after a gap carries ``gap_before=True`` and ``df.attrs["gaps"]`` lists
-every gap; under ``"error"`` a :class:`~selfdistill.errors.GapError` is raised.
+every gap (:func:`gap_table` turns it back into a DataFrame); under ``"error"``
+a :class:`~selfdistill.errors.GapError` is raised.
+
+``df.attrs`` holds only JSON-friendly values (``interval``: str or None;
+``gaps``: ``{"start": [ISO str], "end": [ISO str], "missing": [int]}``): pandas
+copies and compares ``attrs`` in ``concat`` and writes them into Parquet
+metadata, and a DataFrame or Timestamp there would break both.
 
 The file loaders (:func:`load_candles_file`, :func:`load_csv`,
 :func:`load_parquet`, :func:`save_candles`) and column-name normalisation
@@ -32,13 +38,14 @@ from selfdistill.data.intervals import (
     interval_to_timedelta,
     periods_per_year,
 )
-from selfdistill.errors import DataError, GapError
+from selfdistill.errors import ConfigError, DataError, GapError
 
 __all__ = [
     "CANDLE_COLUMNS",
     "INTERVALS",
     "OPTIONAL_COLUMNS",
     "find_gaps",
+    "gap_table",
     "infer_interval",
     "interval_to_timedelta",
     "load_candles_file",
@@ -88,7 +95,8 @@ def validate_candles(
 
     Returns:
         A new DataFrame: UTC ``open_time`` index, float64 OHLCV (+ ``turnover``),
-        ``gap_before``; ``attrs`` holds ``interval`` and ``gaps``.
+        ``gap_before``; ``attrs`` holds ``interval`` and ``gaps`` (see
+        :func:`gap_table`).
 
     Raises:
         DataError: the data break the contract (the message says where and how).
@@ -96,8 +104,6 @@ def validate_candles(
         ConfigError: ``interval`` or ``gaps`` is not a valid value.
     """
     if gaps not in ("error", "mark"):
-        from selfdistill.errors import ConfigError
-
         raise ConfigError(f"gap policy {gaps!r} is not one of 'error', 'mark'")
     if interval is not None:
         interval_to_timedelta(interval)  # rejects a bad spelling before any work
@@ -296,8 +302,34 @@ def _apply_gap_policy(df: pd.DataFrame, interval: str | None, gaps: GapPolicy,
         logger.info("%s: %d gaps, %d missing candles", source, len(gap_frame),
                     int(gap_frame["missing"].sum()))
     df["gap_before"] = index.isin(gap_frame["end"])
-    df.attrs = {"interval": interval, "gaps": gap_frame}
+    df.attrs = {"interval": interval, "gaps": _gaps_to_attrs(gap_frame)}
     return df
+
+
+def _gaps_to_attrs(gap_frame: pd.DataFrame) -> dict[str, list]:
+    return {
+        "start": [t.isoformat() for t in gap_frame["start"]],
+        "end": [t.isoformat() for t in gap_frame["end"]],
+        "missing": [int(m) for m in gap_frame["missing"]],
+    }
+
+
+def gap_table(candles: pd.DataFrame) -> pd.DataFrame:
+    """The gaps recorded by :func:`validate_candles`, as :func:`find_gaps` returns them.
+
+    Args:
+        candles: validated candles (their ``attrs["gaps"]`` is read).
+
+    Returns:
+        Columns ``start``, ``end`` (UTC timestamps) and ``missing`` (int64);
+        empty when the candles have no gaps or no gap record.
+    """
+    record = candles.attrs.get("gaps") or {"start": [], "end": [], "missing": []}
+    return pd.DataFrame({
+        "start": pd.to_datetime(pd.Series(record["start"], dtype=object), utc=True),
+        "end": pd.to_datetime(pd.Series(record["end"], dtype=object), utc=True),
+        "missing": np.asarray(record["missing"], dtype=np.int64),
+    })
 
 
 def _gap_message(gap_frame: pd.DataFrame, interval: str | None, source: str) -> str:

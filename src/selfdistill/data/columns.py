@@ -1,0 +1,199 @@
+"""Column-name normalisation and timestamp parsing for candle tables.
+
+Exchange exports, Yahoo downloads and hand-made CSVs spell the same columns
+many ways. :func:`normalise_columns` maps the usual spellings, case-insensitively,
+onto the canonical names and turns the timestamp column (or index) into a UTC
+``DatetimeIndex`` named ``open_time``. It checks names and times only; values
+are checked by :func:`selfdistill.data.candles.validate_candles`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from selfdistill.errors import DataError
+
+__all__ = ["COLUMN_ALIASES", "TIMESTAMP_ALIASES", "accepted_spellings", "normalise_columns",
+           "parse_timestamps"]
+
+#: Canonical column -> accepted spellings (compared after lower-casing and
+#: turning spaces / hyphens into underscores).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "open": ("open", "o", "open_price"),
+    "high": ("high", "h", "high_price"),
+    "low": ("low", "l", "low_price"),
+    "close": ("close", "c", "close_price"),
+    "volume": ("volume", "vol", "v", "base_volume"),
+    "turnover": ("turnover", "quote_volume", "quotevolume", "quote_asset_volume"),
+}
+#: Used as ``close`` only when the table has no close column.
+_ADJ_CLOSE = ("adj_close", "adjclose", "adjusted_close")
+#: Timestamp spellings, in order of preference when several are present.
+TIMESTAMP_ALIASES: tuple[str, ...] = (
+    "open_time", "opentime", "start", "starttime", "start_time", "timestamp",
+    "datetime", "date", "time", "ts",
+)
+_TIME_INDEX_NAME = "open_time"
+# Epoch magnitude thresholds: |t| below 1e11 is seconds (until year 5138), below
+# 1e14 milliseconds, below 1e17 microseconds, above that nanoseconds.
+_EPOCH_UNITS: tuple[tuple[float, Literal["s", "ms", "us"]], ...] = (
+    (1e11, "s"), (1e14, "ms"), (1e17, "us"),
+)
+
+
+def _key(name: object) -> str:
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
+def accepted_spellings(columns: Iterable[str]) -> str:
+    """'open: open, o, open_price; ...' for the given canonical columns."""
+    parts = []
+    for col in columns:
+        names = COLUMN_ALIASES[col] + (_ADJ_CLOSE if col == "close" else ())
+        parts.append(f"{col}: {', '.join(names)}")
+    return "; ".join(parts)
+
+
+def normalise_columns(df: pd.DataFrame, *, source: str = "candles") -> pd.DataFrame:
+    """Rename candle columns to canonical names and index by UTC open time.
+
+    Accepted spellings are in :data:`COLUMN_ALIASES` (e.g. ``Open``, ``OPEN``,
+    ``o``; ``Adj Close`` only when there is no close). The time comes from a
+    ``DatetimeIndex`` or from the first column (or index) named like one of
+    :data:`TIMESTAMP_ALIASES`; see :func:`parse_timestamps` for the formats.
+    Unrecognised columns are kept unchanged. Idempotent.
+
+    Args:
+        df: a candle table as read from a file or an API.
+        source: what to call the data in messages.
+
+    Returns:
+        A new DataFrame with renamed columns and a UTC ``DatetimeIndex``
+        (nanosecond unit) named ``open_time``.
+
+    Raises:
+        DataError: two columns mean the same thing, no timestamp can be found,
+            or a timestamp cannot be parsed (the message names row and column).
+    """
+    out = df.rename(columns=_rename_map(df.columns, source))
+    if isinstance(out.index, pd.DatetimeIndex):
+        index = parse_timestamps(out.index, name="index", source=source)
+    elif _key(out.index.name) in TIMESTAMP_ALIASES:
+        index = parse_timestamps(out.index, name=str(out.index.name), source=source)
+    else:
+        col = _timestamp_column(out.columns, source)
+        index = parse_timestamps(out[col], name=str(col), source=source)
+        out = out.drop(columns=[col])
+    out.index = index
+    return out
+
+
+def _rename_map(columns: pd.Index, source: str) -> dict[object, str]:
+    lookup = {alias: canon for canon, names in COLUMN_ALIASES.items() for alias in names}
+    mapping: dict[object, str] = {}
+    for col in columns:
+        canon = lookup.get(_key(col))
+        if canon is None:
+            continue
+        clash = [k for k, v in mapping.items() if v == canon]
+        if clash:
+            raise DataError(
+                f"{source}: columns {clash[0]!r} and {col!r} both mean '{canon}'; "
+                "keep only one of them"
+            )
+        mapping[col] = canon
+    if "close" not in mapping.values():
+        adjusted = [c for c in columns if _key(c) in _ADJ_CLOSE]
+        if adjusted:
+            mapping[adjusted[0]] = "close"
+    return mapping
+
+
+def _timestamp_column(columns: pd.Index, source: str) -> object:
+    by_key: dict[str, object] = {}
+    for col in columns:
+        by_key.setdefault(_key(col), col)
+    for alias in TIMESTAMP_ALIASES:
+        if alias in by_key:
+            return by_key[alias]
+    raise DataError(
+        f"{source}: no timestamp column (found: {', '.join(map(str, columns)) or 'none'}); "
+        f"name one of {', '.join(TIMESTAMP_ALIASES)} (any case), or use a datetime index"
+    )
+
+
+def parse_timestamps(values: pd.Series | pd.Index, *, name: str = "timestamp",
+                     source: str = "candles") -> pd.DatetimeIndex:
+    """Parse candle times into a UTC ``DatetimeIndex`` named ``open_time``.
+
+    Accepted: datetimes (naive ones are taken as UTC, aware ones converted),
+    epoch numbers in seconds, milliseconds, microseconds or nanoseconds (the unit
+    is chosen by magnitude), and ISO-8601 strings (other date strings are tried
+    too; a UTC offset in the string is honoured).
+
+    Args:
+        values: one timestamp per row.
+        name: the column name, for messages.
+        source: what to call the data in messages.
+
+    Raises:
+        DataError: a value is missing or unparseable (names row, column, value).
+    """
+    raw = pd.Series(values, copy=False).reset_index(drop=True)
+    _raise_if_null(raw, name, source)
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        parsed = pd.to_datetime(raw, utc=True)
+    elif pd.api.types.is_bool_dtype(raw.dtype):
+        raise DataError(f"{source}: column '{name}' holds booleans, not timestamps")
+    elif pd.api.types.is_numeric_dtype(raw.dtype):
+        parsed = _from_epoch(raw, name, source)
+    else:
+        numbers = pd.to_numeric(raw, errors="coerce")
+        if numbers.notna().all():
+            parsed = _from_epoch(numbers, name, source)
+        else:
+            parsed = _from_strings(raw.astype(str).str.strip(), name, source)
+    return pd.DatetimeIndex(parsed, name=_TIME_INDEX_NAME).as_unit("ns")
+
+
+def _raise_if_null(raw: pd.Series, name: str, source: str) -> None:
+    null = np.flatnonzero(raw.isna().to_numpy())
+    if len(null):
+        raise DataError(
+            f"{source}: row {null[0]}, column '{name}': the timestamp is empty; "
+            "every candle needs its open time"
+        )
+
+
+def _from_epoch(numbers: pd.Series, name: str, source: str) -> pd.Series:
+    magnitude = float(np.nanmax(np.abs(numbers.to_numpy(dtype=np.float64))))
+    unit: Literal["s", "ms", "us", "ns"] = next(
+        (u for limit, u in _EPOCH_UNITS if magnitude < limit), "ns"
+    )
+    try:
+        return pd.to_datetime(numbers, unit=unit, utc=True)
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise DataError(
+            f"{source}: column '{name}': epoch values (read as {unit}) are out of range "
+            f"({exc}); use epoch seconds or milliseconds, or ISO strings"
+        ) from exc
+
+
+def _from_strings(text: pd.Series, name: str, source: str) -> pd.Series:
+    try:
+        return pd.to_datetime(text, utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        pass  # not all ISO-8601: try other formats, then report the first failure
+    parsed = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        raise DataError(
+            f"{source}: row {bad[0]}, column '{name}': {text.iloc[bad[0]]!r} is not a "
+            "timestamp; use ISO-8601 (2024-01-31 13:00:00+00:00) or epoch seconds/ms"
+        )
+    return parsed
