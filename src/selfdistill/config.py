@@ -165,8 +165,14 @@ class BornAgainConfig(_Section):
     temperature_decay: PositiveFloat = 0.85
     temperature_min: PositiveFloat = 1.0
     temperature_step: PositiveInt = 2  # generations per step for the "step" schedule
-    alpha: Probability | list[Probability] = 0.3
-    teacher: Literal["last", "mean"] = "last"  # mean: average of all previous generations
+    alpha: Probability | list[Probability] = 0.3  # a list: per-generation curriculum (cyclic)
+    alpha_schedule: Literal["constant", "exponential", "linear", "step"] = "constant"
+    alpha_decay: PositiveFloat = 1.0  # per generation (exponential) or per step (step)
+    alpha_final: Probability | None = None  # linear end point / bound of exponential and step
+    # last | mean of all previous generations | snapshots: mean of the previous
+    # generation's checkpoints over its last `teacher_snapshots` epochs up to its best one
+    teacher: Literal["last", "mean", "snapshots"] = "last"
+    teacher_snapshots: Annotated[int, Field(ge=2)] = 3
     target_noise: Annotated[float, Field(ge=0.0)] = 0.0
     patience: Annotated[int, Field(ge=0)] = 0  # 0: run every generation
 
@@ -177,6 +183,14 @@ class BornAgainConfig(_Section):
             raise ValueError("alpha list must not be empty")
         return v
 
+    @model_validator(mode="after")
+    def _alpha_list_is_its_own_schedule(self) -> BornAgainConfig:
+        if isinstance(self.alpha, list) and self.alpha_schedule != "constant":
+            raise ValueError("born_again.alpha is a list (a per-generation curriculum), so "
+                             "born_again.alpha_schedule must be 'constant', got "
+                             f"'{self.alpha_schedule}'")
+        return self
+
 
 class ByotConfig(_Section):
     temperature: PositiveFloat = 3.0
@@ -185,6 +199,7 @@ class ByotConfig(_Section):
     hint_weight: Annotated[float, Field(ge=0.0)] = 0.03
     bottleneck: PositiveInt = 32
     thresholds: list[Probability] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
+    latency_samples: Annotated[int, Field(ge=0)] = 200  # rows timed one by one (0: skip)
 
 
 class SnapshotConfig(_Section):
