@@ -169,6 +169,7 @@ class BornAgainConfig(_Section):
     alpha_schedule: Literal["constant", "exponential", "linear", "step"] = "constant"
     alpha_decay: PositiveFloat = 1.0  # per generation (exponential) or per step (step)
     alpha_final: Probability | None = None  # linear end point / bound of exponential and step
+    alpha_step: PositiveInt = 2  # generations per step for the "step" alpha schedule
     # last | mean of all previous generations | snapshots: mean of the previous
     # generation's checkpoints over its last `teacher_snapshots` epochs up to its best one
     teacher: Literal["last", "mean", "snapshots"] = "last"
@@ -229,6 +230,19 @@ class EmaTeacherConfig(_Section):
     augment: dict[str, float] = Field(default_factory=dict)
 
 
+class LightGBMConfig(_Section):
+    """Gradient-boosted trees on the same features (the comparison most users would run)."""
+
+    n_estimators: PositiveInt = 500  # upper bound; early stopping on validation picks fewer
+    learning_rate: PositiveFloat = 0.05
+    num_leaves: Annotated[int, Field(ge=2)] = 15
+    min_child_samples: PositiveInt = 50
+    subsample: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    colsample_bytree: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    reg_lambda: Annotated[float, Field(ge=0.0)] = 1.0
+    early_stopping_rounds: Annotated[int, Field(ge=0)] = 30  # 0: use every tree
+
+
 # ---------------------------------------------------------- evaluation / backtest
 
 
@@ -279,6 +293,7 @@ class RunConfig(_Section):
     byot: ByotConfig = Field(default_factory=ByotConfig)
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
     ema_teacher: EmaTeacherConfig = Field(default_factory=EmaTeacherConfig)
+    lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
