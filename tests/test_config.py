@@ -1,0 +1,76 @@
+"""The run config: defaults, field-path errors, --set overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selfdistill.config import apply_overrides, dump_config, load_config, parse_config
+from selfdistill.errors import ConfigError
+
+
+def test_defaults_are_valid_and_round_trip(tmp_path: Path) -> None:
+    cfg = parse_config({})
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"born_again": {"generation": 3}}, "born_again.generation: unknown key"),
+        ({"trainng": {}}, "trainng: unknown key"),
+        ({"training": {"epochs": "many"}}, "training.epochs"),
+        ({"born_again": {"alpha": 1.5}}, "born_again.alpha"),
+        ({"born_again": {"alpha": [0.2, -0.1]}}, "born_again.alpha"),
+        ({"born_again": {"temperature": 0}}, "born_again.temperature"),
+        ({"labels": {"horizon": 0}}, "labels.horizon"),
+        ({"methods": ["baseline", "distill"]}, "unknown method 'distill'"),
+        ({"methods": []}, "at least one method"),
+        ({"data": {"source": "csv"}}, "data.path is required"),
+        ({"data": {"source": "ftp"}}, "data.source"),
+        ({"split": {"train": 0.5, "val": 0.2, "test": 0.2}}, "must be 1"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_invalid_configs_name_the_field(raw: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, source="'x.yaml'")
+    assert fragment in str(info.value)
+    assert "x.yaml" in str(info.value)
+
+
+def test_overrides_reach_into_sections_and_parse_yaml() -> None:
+    raw = apply_overrides({}, ["born_again.generations=8", "methods=[baseline,born_again]",
+                               "training.lr=0.01", "name=x"])
+    cfg = parse_config(raw)
+    assert cfg.born_again.generations == 8
+    assert cfg.methods == ["baseline", "born_again"]
+    assert cfg.training.lr == pytest.approx(0.01)
+    assert cfg.name == "x"
+
+
+@pytest.mark.parametrize("bad", ["born_again.generations", "=3", "a..b=1", "x=[unclosed"])
+def test_malformed_overrides_are_config_errors(bad: str) -> None:
+    with pytest.raises(ConfigError, match="--set"):
+        apply_overrides({}, [bad])
+
+
+def test_override_into_a_scalar_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"seed": 1}, ["seed.x=2"])
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
