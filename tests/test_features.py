@@ -34,16 +34,24 @@ def make_candles(n: int, seed: int = 0, gaps: tuple[int, ...] = ()) -> pd.DataFr
                         index=index)
 
 
+def scale_prices(candles: pd.DataFrame, factor: np.ndarray) -> pd.DataFrame:
+    """Copy with open/high/low/close multiplied by ``factor`` (N,): stays a valid candle."""
+    out = candles.copy()
+    for col in ("open", "high", "low", "close"):
+        out[col] = candles[col].to_numpy() * factor
+    return out
+
+
 def perturb_from(candles: pd.DataFrame, first: int, seed: int) -> pd.DataFrame:
     """Rescale every bar from ``first`` on by a random factor, change volume and gaps."""
     rng = np.random.default_rng(seed)
-    out = candles.copy()
-    k = len(out) - first
-    factor = np.exp(rng.normal(0.0, 0.2, k))
-    for col in ("open", "high", "low", "close"):
-        out.iloc[first:, out.columns.get_loc(col)] *= factor
-    out.iloc[first:, out.columns.get_loc("volume")] = rng.gamma(1.0, 50.0, k)
-    out.iloc[first:, out.columns.get_loc("gap_before")] = rng.random(k) < 0.1
+    factor = np.ones(len(candles))
+    factor[first:] = np.exp(rng.normal(0.0, 0.2, len(candles) - first))
+    out = scale_prices(candles, factor)
+    volume, gaps = out["volume"].to_numpy().copy(), out["gap_before"].to_numpy().copy()
+    volume[first:] = rng.gamma(1.0, 50.0, len(candles) - first)
+    gaps[first:] = rng.random(len(candles) - first) < 0.1
+    out["volume"], out["gap_before"] = volume, gaps
     return out
 
 
@@ -91,9 +99,12 @@ def test_changing_one_bar_changes_nothing_before_it_for_every_position() -> None
     candles = make_candles(160, seed=3)
     base = compute_features(candles, SMALL).to_numpy()
     for pos in range(1, 160):
-        bumped = candles.copy()
-        bumped.iloc[pos, :4] *= 1.07
-        bumped.iloc[pos, 4] *= 3.0
+        factor = np.ones(160)
+        factor[pos] = 1.07
+        bumped = scale_prices(candles, factor)
+        volume = bumped["volume"].to_numpy().copy()
+        volume[pos] *= 3.0
+        bumped["volume"] = volume
         feats = compute_features(bumped, SMALL).to_numpy()
         np.testing.assert_array_equal(feats[:pos], base[:pos])
 
@@ -126,9 +137,12 @@ def test_values_match_brute_force(t: int) -> None:
 
 def test_warmup_rows_are_nan_and_first_full_row_is_not() -> None:
     feats = compute_features(make_candles(100), SMALL)
-    assert feats["ret_6"].iloc[:6].isna().all() and np.isfinite(feats["ret_6"].iloc[6])
-    assert feats["vol_8"].iloc[:8].isna().all() and np.isfinite(feats["vol_8"].iloc[8])
-    assert feats["ma_dist_10"].iloc[:9].isna().all() and np.isfinite(feats["ma_dist_10"].iloc[9])
+    assert feats["ret_6"].iloc[:6].isna().all()
+    assert np.isfinite(feats["ret_6"].iloc[6])
+    assert feats["vol_8"].iloc[:8].isna().all()
+    assert np.isfinite(feats["vol_8"].iloc[8])
+    assert feats["ma_dist_10"].iloc[:9].isna().all()
+    assert np.isfinite(feats["ma_dist_10"].iloc[9])
 
 
 def test_flat_market_gives_zero_skew_and_mid_close_position() -> None:
@@ -146,7 +160,8 @@ def test_zero_volume_window_is_nan_not_inf() -> None:
     candles.loc[candles.index[10:20], "volume"] = 0.0
     rel = compute_features(candles, SMALL)["volume_rel_5"]
     assert rel.iloc[14:20].isna().all()
-    assert np.isfinite(rel.iloc[10]) and rel.iloc[10] == 0.0
+    assert np.isfinite(rel.iloc[10])
+    assert rel.iloc[10] == 0.0
 
 
 # -------------------------------------------------------------------------- gaps

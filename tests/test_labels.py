@@ -37,15 +37,23 @@ def make_candles(n: int, seed: int = 0, gaps: tuple[int, ...] = ()) -> pd.DataFr
                         index=index)
 
 
+def scale_prices(candles: pd.DataFrame, factor: np.ndarray) -> pd.DataFrame:
+    """Copy with open/high/low/close multiplied by ``factor`` (N,): stays a valid candle."""
+    out = candles.copy()
+    for col in ("open", "high", "low", "close"):
+        out[col] = candles[col].to_numpy() * factor
+    return out
+
+
 def perturb_from(candles: pd.DataFrame, first: int, seed: int) -> pd.DataFrame:
     """Rescale every bar from ``first`` on by a random factor and re-draw gap marks."""
     rng = np.random.default_rng(seed)
-    out = candles.copy()
-    k = len(out) - first
-    factor = np.exp(rng.normal(0.0, 0.3, k))
-    for col in ("open", "high", "low", "close"):
-        out.iloc[first:, out.columns.get_loc(col)] *= factor
-    out.iloc[first:, out.columns.get_loc("gap_before")] = rng.random(k) < 0.2
+    factor = np.ones(len(candles))
+    factor[first:] = np.exp(rng.normal(0.0, 0.3, len(candles) - first))
+    out = scale_prices(candles, factor)
+    gaps = out["gap_before"].to_numpy().copy()
+    gaps[first:] = rng.random(len(candles) - first) < 0.2
+    out["gap_before"] = gaps
     return out
 
 
@@ -77,7 +85,8 @@ def test_trailing_volatility_matches_explicit_ewm_formula() -> None:
     r = returns(candles)
     for t in (5, 10, 11, 39, 40, 41, 119):
         assert sigma[t] == pytest.approx(ewm_std_reference(r, 10, t), rel=1e-9, nan_ok=True)
-    assert np.isnan(sigma[:10]).all() and np.isfinite(sigma[10])
+    assert np.isnan(sigma[:10]).all()
+    assert np.isfinite(sigma[10])
 
 
 @settings(max_examples=30, deadline=None)
@@ -128,7 +137,8 @@ def test_triple_barrier_matches_a_loop_reference() -> None:
     ref = [triple_barrier_reference(c, sigma, int(t), 8, 0.6) for t in labels.start]
     np.testing.assert_array_equal(labels.y.to_numpy(), [y for y, _ in ref])
     np.testing.assert_array_equal(labels.end, [e for _, e in ref])
-    assert (labels.end > labels.start).all() and (labels.end <= labels.start + 8).all()
+    assert (labels.end > labels.start).all()
+    assert (labels.end <= labels.start + 8).all()
     assert (labels.end[labels.y.to_numpy() != SIDEWAYS] < labels.start[
         labels.y.to_numpy() != SIDEWAYS] + 8).any()
 
@@ -142,7 +152,8 @@ def test_same_bar_labels_describe_bar_t_and_look_nowhere_else() -> None:
                         np.where(r[t] < -0.5 * sigma[t], BEAR, SIDEWAYS))
     np.testing.assert_array_equal(labels.y.to_numpy(), expected)
     np.testing.assert_array_equal(labels.end, labels.start)
-    assert labels.horizon == 0 and labels.method == "same_bar"
+    assert labels.horizon == 0
+    assert labels.method == "same_bar"
     assert t[-1] == 199  # no horizon to run past the data
 
 
@@ -171,13 +182,16 @@ def test_rows_whose_horizon_contains_a_gap_are_dropped(method: str) -> None:
     candles = make_candles(200, gaps=(gap,))
     start = make_labels(candles, LabelsConfig(method=method, horizon=h, vol_span=10)).start
     assert not np.isin(np.arange(gap - h, gap), start).any()  # (t, t + h] holds the gap
-    assert gap - h - 1 in start and gap in start
+    assert gap - h - 1 in start
+    assert gap in start
 
 
 def test_same_bar_drops_the_bar_after_a_gap() -> None:
     candles = make_candles(100, gaps=(50,))
     start = make_labels(candles, LabelsConfig(method="same_bar", vol_span=10)).start
-    assert 50 not in start and 49 in start and 51 in start
+    assert 50 not in start
+    assert 49 in start
+    assert 51 in start
 
 
 def test_too_little_data_raises_with_the_fix() -> None:
@@ -188,7 +202,8 @@ def test_too_little_data_raises_with_the_fix() -> None:
 
 
 def test_unknown_method_raises_config_error() -> None:
-    cfg = LabelsConfig.model_construct(method="trend", horizon=3, k=0.5, vol_span=10)
+    cfg = LabelsConfig.model_construct(method="trend", horizon=3, k=0.5,  # type: ignore[arg-type]
+                                       vol_span=10)
     with pytest.raises(ConfigError, match="forward"):
         make_labels(make_candles(50), cfg)
 
@@ -218,8 +233,9 @@ def test_the_bar_at_the_horizon_alone_can_flip_the_forward_label() -> None:
     cfg = LabelsConfig(method="forward", horizon=h, vol_span=20)
     row = int(np.flatnonzero(make_labels(candles, cfg).start == t)[0])
     for scale, label in ((1.5, BULL), (0.6, BEAR)):
-        moved = candles.copy()
-        moved.iloc[t + h, :4] *= scale  # one bar, inside (t, t + h]
+        factor = np.ones(len(candles))
+        factor[t + h] = scale  # one bar, inside (t, t + h]
+        moved = scale_prices(candles, factor)
         assert make_labels(moved, cfg).y.iloc[row] == label
 
 
@@ -229,8 +245,9 @@ def test_triple_barrier_first_touch_sets_the_label_and_end(offset: int) -> None:
     candles = make_candles(200, seed=6)
     cfg = LabelsConfig(method="triple_barrier", horizon=h, vol_span=20)
     row = int(np.flatnonzero(make_labels(candles, cfg).start == t)[0])
-    jumped = candles.copy()
-    jumped.iloc[t + offset, :4] *= 0.7  # a one-bar crash touches the lower barrier
+    factor = np.ones(len(candles))
+    factor[t + offset] = 0.7  # a one-bar crash touches the lower barrier
+    jumped = scale_prices(candles, factor)
     labels = make_labels(jumped, cfg)
     first_touch = min(offset, int(make_labels(candles, cfg).end[row]) - t)
     assert labels.end[row] == t + first_touch
