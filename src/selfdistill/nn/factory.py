@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from selfdistill.nn.encoders import window_classifier_from_spec
 from selfdistill.nn.mlp import MLP, ConstantClassifier
 
 __all__ = ["BUILDERS", "build_model", "model_from_spec", "register_builder"]
@@ -39,6 +40,8 @@ def _constant(spec: dict[str, Any]) -> nn.Module:
 
 register_builder("mlp", _mlp)
 register_builder("constant", _constant)
+register_builder("cnn", window_classifier_from_spec)  # temporal encoders over windows
+register_builder("gru", window_classifier_from_spec)
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
