@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from selfdistill.losses.consistency import (
+    DINOLoss,
+    byol_loss,
+    consistency,
+    cosine_distance,
+    dino_loss,
+    kl_consistency,
+    l2_normalised,
+)
 from selfdistill.losses.distillation import (
     FusedDistillation,
     distillation_loss,
@@ -11,9 +20,16 @@ from selfdistill.losses.distillation import (
 )
 
 __all__ = [
+    "DINOLoss",
     "FusedDistillation",
+    "byol_loss",
+    "consistency",
+    "cosine_distance",
+    "dino_loss",
     "distillation_loss",
     "fused_distillation_loss",
     "kd_kl",
+    "kl_consistency",
+    "l2_normalised",
     "soft_targets",
 ]
