@@ -196,8 +196,9 @@ def purged_kfold(start: np.ndarray, end: np.ndarray, *, n_folds: int, embargo: i
     Train is every other row whose label interval does not overlap the test
     block's intervals (plus ``purge`` bars before it), minus the rows starting
     within ``embargo`` bars after the test block's last label bar. Validation is
-    carved from the chronological end of those training rows (``val * L`` rows)
-    and the training rows before it are purged against it.
+    carved from the chronological end of those training rows (``val * L`` rows);
+    the boundary between the remaining training rows and validation is purged
+    and embargoed as in :func:`purged_split`.
 
     Args:
         start, end: (L,) label intervals, start non-decreasing.
