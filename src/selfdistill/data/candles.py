@@ -111,7 +111,7 @@ def validate_candles(
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise DataError(f"{source}: has no rows; candles need at least one bar")
-    out = normalise_columns(df, source=source)
+    out = normalise_columns(df, source=source, copy=False)
     _check_required_columns(out, source)
     keep = list(CANDLE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in out.columns]
     out = pd.DataFrame(
@@ -193,15 +193,15 @@ def _check_index(index: pd.Index, source: str) -> None:
             "every candle needs its open time"
         )
     ns = index.asi8
+    back = np.flatnonzero(ns[1:] < ns[:-1]) + 1
     dup = np.flatnonzero(ns[1:] == ns[:-1]) + 1
-    if len(dup) == 0 and not index.is_unique:
+    if len(dup) == 0 and len(back):  # only unsorted data can hide non-adjacent repeats
         dup = np.flatnonzero(index.duplicated())
     if len(dup):
         raise DataError(
             f"{source}: {_where(index, int(dup[0]))} repeats an earlier timestamp"
             f"{_more(len(dup))}; remove the duplicate candles"
         )
-    back = np.flatnonzero(ns[1:] < ns[:-1]) + 1
     if len(back) == len(index) - 1 and len(back) > 0:
         raise DataError(
             f"{source}: timestamps run newest-first; reverse the rows "
@@ -218,33 +218,37 @@ def _check_index(index: pd.Index, source: str) -> None:
 def _check_values(df: pd.DataFrame, source: str) -> None:
     """NaN/inf, positivity, OHLC consistency and volume sign, all vectorised."""
     for col in df.columns:
-        _raise_first(df, ~np.isfinite(df[col].to_numpy()), col,
-                     "is NaN or infinite", "fill it from the source or drop the row", source)
+        _raise_first(df, ~np.isfinite(df[col].to_numpy()), col, "is NaN or infinite",
+                     "fill it from the source or drop the row", source)
     for col in _PRICE_COLUMNS:
-        _raise_first(df, df[col].to_numpy() <= 0, col,
-                     "is not a positive price", "prices must be > 0", source)
+        _raise_first(df, df[col].to_numpy() <= 0, col, "is not a positive price",
+                     "prices must be > 0", source)
     o, h, lo, c = (df[k].to_numpy() for k in _PRICE_COLUMNS)
-    _raise_first(df, h < lo, "high", "is below low",
-                 "swapped high/low columns?", source)
-    _raise_first(df, h < np.maximum(o, c), "high", "is below max(open, close)",
-                 "every bar needs high >= open, close", source)
-    _raise_first(df, lo > np.minimum(o, c), "low", "is above min(open, close)",
-                 "every bar needs low <= open, close", source)
+    _raise_first(df, h < lo, "high", "is below low", "are high and low swapped?",
+                 source, reference=lo)
+    body_top, body_bottom = np.maximum(o, c), np.minimum(o, c)
+    _raise_first(df, h < body_top, "high", "is below max(open, close)",
+                 "every bar needs high >= open, close", source, reference=body_top)
+    _raise_first(df, lo > body_bottom, "low", "is above min(open, close)",
+                 "every bar needs low <= open, close", source, reference=body_bottom)
     for col in ("volume", *OPTIONAL_COLUMNS):
         if col in df.columns:
-            _raise_first(df, df[col].to_numpy() < 0, col,
-                         "is negative", "volumes must be >= 0", source)
+            _raise_first(df, df[col].to_numpy() < 0, col, "is negative",
+                         "volumes must be >= 0", source)
 
 
-def _raise_first(df: pd.DataFrame, bad: np.ndarray, col: str, problem: str,
-                 fix: str, source: str) -> None:
+def _raise_first(df: pd.DataFrame, bad: np.ndarray, col: str, problem: str, fix: str,
+                 source: str, reference: np.ndarray | None = None) -> None:
+    """Raise DataError for the first True in ``bad`` (N,), naming row and column."""
     rows = np.flatnonzero(bad)
-    if len(rows):
-        pos = int(rows[0])
-        raise DataError(
-            f"{source}: {_where(df.index, pos)}, column '{col}': value "
-            f"{df[col].iloc[pos]!r} {problem}{_more(len(rows))}; {fix}"
-        )
+    if len(rows) == 0:
+        return
+    pos = int(rows[0])
+    than = f" {float(reference[pos])!r}" if reference is not None else ""
+    raise DataError(
+        f"{source}: {_where(df.index, pos)}, column '{col}': value "
+        f"{float(df[col].iloc[pos])!r} {problem}{than}{_more(len(rows))}; {fix}"
+    )
 
 
 # ------------------------------------------------------------------ gaps

@@ -59,7 +59,8 @@ def accepted_spellings(columns: Iterable[str]) -> str:
     return "; ".join(parts)
 
 
-def normalise_columns(df: pd.DataFrame, *, source: str = "candles") -> pd.DataFrame:
+def normalise_columns(df: pd.DataFrame, *, source: str = "candles",
+                      copy: bool = True) -> pd.DataFrame:
     """Rename candle columns to canonical names and index by UTC open time.
 
     Accepted spellings are in :data:`COLUMN_ALIASES` (e.g. ``Open``, ``OPEN``,
@@ -71,6 +72,8 @@ def normalise_columns(df: pd.DataFrame, *, source: str = "candles") -> pd.DataFr
     Args:
         df: a candle table as read from a file or an API.
         source: what to call the data in messages.
+        copy: False skips copying the values, so the result may share memory
+            with ``df`` (for callers that copy anyway).
 
     Returns:
         A new DataFrame with renamed columns and a UTC ``DatetimeIndex``
@@ -80,7 +83,9 @@ def normalise_columns(df: pd.DataFrame, *, source: str = "candles") -> pd.DataFr
         DataError: two columns mean the same thing, no timestamp can be found,
             or a timestamp cannot be parsed (the message names row and column).
     """
-    out = df.rename(columns=_rename_map(df.columns, source))
+    mapping = _rename_map(df.columns, source)
+    out = df.copy(deep=copy)
+    out.columns = pd.Index([mapping.get(col, col) for col in df.columns])
     if isinstance(out.index, pd.DatetimeIndex):
         index = parse_timestamps(out.index, name="index", source=source)
     elif _key(out.index.name) in TIMESTAMP_ALIASES:
@@ -146,8 +151,10 @@ def parse_timestamps(values: pd.Series | pd.Index, *, name: str = "timestamp",
     """
     raw = pd.Series(values, copy=False).reset_index(drop=True)
     _raise_if_null(raw, name, source)
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        parsed = pd.to_datetime(raw, utc=True)
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        parsed = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        parsed = raw.dt.tz_localize("UTC")
     elif pd.api.types.is_bool_dtype(raw.dtype):
         raise DataError(f"{source}: column '{name}' holds booleans, not timestamps")
     elif pd.api.types.is_numeric_dtype(raw.dtype):

@@ -88,14 +88,32 @@ def infer_interval(index: pd.DatetimeIndex) -> str | None:
         A spelling from :data:`INTERVALS`, or None when there are fewer than two
         distinct timestamps or the common spacing is no Bybit interval.
     """
-    ns = np.unique(pd.DatetimeIndex(index).dropna().as_unit("ns").asi8)
-    if len(ns) < 2:
+    spacings = _spacings(pd.DatetimeIndex(index))
+    if len(spacings) == 0:
         return None
-    spacings, counts = np.unique(np.diff(ns), return_counts=True)
-    common = pd.Timedelta(int(spacings[np.argmax(counts)]), unit="ns")
-    for name in INTERVALS[:-1]:
-        if interval_to_timedelta(name) == common:
-            return name
-    if pd.Timedelta(days=_MONTH_DAYS[0]) <= common <= pd.Timedelta(days=_MONTH_DAYS[1]):
-        return "M"
-    return None
+    # Fast path: an interval that covers most spacings is the most common one.
+    counts = {name: _count_matching(spacings, name) for name in INTERVALS}
+    best = max(counts, key=lambda name: counts[name])
+    if 2 * counts[best] > len(spacings):
+        return best
+    values, freq = np.unique(spacings, return_counts=True)
+    common = int(values[np.argmax(freq)])
+    return next((name for name in INTERVALS if _count_matching(np.array([common]), name)),
+                None)
+
+
+def _spacings(index: pd.DatetimeIndex) -> np.ndarray:
+    """Positive gaps between consecutive distinct times, int64 nanoseconds."""
+    ns = index.dropna().as_unit("ns").asi8
+    if not index.is_monotonic_increasing:
+        ns = np.sort(ns)
+    diffs = np.diff(ns)
+    return diffs[diffs > 0]
+
+
+def _count_matching(spacings: np.ndarray, name: str) -> int:
+    step = interval_to_timedelta(name)
+    if step is None:  # calendar month: 28 to 31 days
+        low, high = (pd.Timedelta(days=d).value for d in _MONTH_DAYS)
+        return int(np.count_nonzero((spacings >= low) & (spacings <= high)))
+    return int(np.count_nonzero(spacings == step.value))
