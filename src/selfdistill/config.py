@@ -211,7 +211,20 @@ class SnapshotConfig(_Section):
     teacher: Literal["last", "average"] = "last"
 
 
+class AugmentConfig(_Section):
+    """Views of a window for ``ema_teacher`` pretraining; 0 (crop_min 1) turns one off."""
+
+    jitter: Annotated[float, Field(ge=0.0)] = 0.05  # std of additive noise (scaled units)
+    scaling: Annotated[float, Field(ge=0.0)] = 0.1  # std of a per-feature factor around 1
+    magnitude_warp: Annotated[float, Field(ge=0.0)] = 0.1  # std of a smooth factor curve
+    warp_knots: PositiveInt = 4
+    time_mask: Probability = 0.1  # largest fraction of the window masked to 0
+    crop_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # smallest crop, fraction of W
+
+
 class EmaTeacherConfig(_Section):
+    """Self-supervised EMA-teacher pretraining (BYOL / DINO forms) and its comparison."""
+
     form: Literal["byol", "dino"] = "byol"
     divergence: Literal["l2", "kl", "cosine"] = "cosine"
     tau_base: Annotated[float, Field(ge=0.9, lt=1.0)] = 0.996
@@ -227,7 +240,19 @@ class EmaTeacherConfig(_Section):
     epochs: PositiveInt = 20
     lr: PositiveFloat = 1e-3
     checkpoint: str | None = None  # start supervised methods from this pretrained encoder
-    augment: dict[str, float] = Field(default_factory=dict)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    batch_size: PositiveInt = 256
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+    grad_clip: PositiveFloat | None = 3.0
+    projection_hidden: PositiveInt = 128
+    predictor_hidden: PositiveInt = 128
+    bottleneck: PositiveInt = 32  # DINO head width before the prototypes
+    head_norm: Literal["layer", "batch", "none"] = "layer"
+    buffers: Literal["ema", "copy"] = "ema"  # teacher policy for normalisation buffers
+    encoder: Literal["teacher", "student"] = "teacher"  # which encoder downstream uses
+    monitor_rows: PositiveInt = 1024  # fixed training windows for the collapse metrics
+    label_fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.05, 0.2, 1.0])  # labelled train rows in the comparison
 
 
 class LightGBMConfig(_Section):
