@@ -49,9 +49,9 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import run
+    from selfdistill.cli import data, run
 
-    for module in (run,):
+    for module in (data, run):
         module.register(app)
 
 
