@@ -1,0 +1,101 @@
+"""Training-loop speed: our loop vs a minimal hand-written PyTorch loop, and the
+cost of a Born-Again (distillation) epoch vs a plain hard-label epoch.
+
+Measured in one process on the same data, model, batch size and optimizer;
+runs alternate (A B A B ...) and the ratios are of medians, so machine drift
+cancels. Targets (issue 2): our loop >= 0.9x the hand-written one's samples/s;
+a distillation epoch <= 1.15x a plain one (soft targets precomputed).
+
+Usage: python benchmarks/bench_training.py [--rows 12000] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from selfdistill.losses import fused_distillation_loss, soft_targets
+from selfdistill.nn import MLP
+from selfdistill.training.loop import fit, make_optimizer
+
+
+def _data(rows: int, features: int = 17) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, features, generator=g)
+    y = (x[:, :3] + torch.randn(rows, 3, generator=g)).argmax(1)
+    return x, y
+
+
+def _model(features: int) -> MLP:
+    torch.manual_seed(0)
+    return MLP(features, 3, hidden=(64, 64), dropout=0.1)
+
+
+def hand_written_epoch(x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    model = _model(x.shape[1])
+    opt = make_optimizer(model, kind="adamw", lr=1e-3, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(x), generator=g)
+    for i in range(0, len(x), batch):
+        idx = perm[i:i + batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def our_epoch(x: torch.Tensor, y: torch.Tensor, batch: int,
+              loss_fn: Callable | None = None) -> float:
+    model = _model(x.shape[1])
+    opt = make_optimizer(model, kind="adamw", lr=1e-3, weight_decay=1e-4)
+    rows = torch.arange(len(x))
+    loss_fn = loss_fn or (lambda m, xb, r: F.cross_entropy(m(xb), y[r]))
+    result = fit(model, x=x, y=y, train_rows=rows, val_rows=rows[:0], loss_fn=loss_fn,
+                 epochs=1, batch_size=batch, optimizer=opt,
+                 generator=torch.Generator().manual_seed(0))
+    return result.seconds
+
+
+def distill_epoch(x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    teacher = _model(x.shape[1]).eval()
+    with torch.no_grad():
+        q = soft_targets(teacher(x), temperature=3.0)  # cached once per generation
+    return our_epoch(x, y, batch, lambda m, xb, r: fused_distillation_loss(
+        m(xb), y[r], q[r], alpha=0.3, temperature=3.0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=12_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    x, y = _data(args.rows)
+    runs: dict[str, list[float]] = {"hand": [], "ours": [], "distill": []}
+    fns = {"hand": hand_written_epoch, "ours": our_epoch, "distill": distill_epoch}
+    for name, fn in fns.items():  # warm-up
+        fn(x, y, args.batch)
+    for _ in range(args.repeats):
+        for name, fn in fns.items():
+            runs[name].append(fn(x, y, args.batch))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"rows={args.rows} batch={args.batch} repeats={args.repeats} "
+          f"threads={torch.get_num_threads()}")
+    for name in fns:
+        print(f"{name:>8}: median epoch {med[name] * 1e3:8.2f} ms  "
+              f"{args.rows / med[name]:10.0f} samples/s")
+    speed = med["hand"] / med["ours"]
+    cost = med["distill"] / med["ours"]
+    print(f"our loop vs hand-written (samples/s ratio): {speed:.3f}  (target >= 0.90)")
+    print(f"distillation epoch vs plain epoch (time ratio): {cost:.3f}  (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
