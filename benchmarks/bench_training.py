@@ -80,7 +80,7 @@ def main() -> None:
     x, y = _data(args.rows)
     runs: dict[str, list[float]] = {"hand": [], "ours": [], "distill": []}
     fns = {"hand": hand_written_epoch, "ours": our_epoch, "distill": distill_epoch}
-    for name, fn in fns.items():  # warm-up
+    for fn in fns.values():  # warm-up
         fn(x, y, args.batch)
     for _ in range(args.repeats):
         for name, fn in fns.items():

@@ -57,9 +57,11 @@ def test_run_writes_a_complete_run_directory(small_config: Path, tmp_path: Path,
     assert {"p_bull", "p_bear", "p_sideways", "mutual_information"} <= set(preds.columns)
     models = sorted((out / "models" / "born_again").glob("*.safetensors"))
     assert len(models) == 3
-    assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pt"))
-    model, meta = load_model(models[0].with_suffix(""))
-    assert meta["feature_names"] and meta["scaler"]
+    assert not list(out.rglob("*.pkl"))
+    assert not list(out.rglob("*.pt"))
+    _, meta = load_model(models[0].with_suffix(""))
+    assert meta["feature_names"]
+    assert meta["scaler"]
     assert "born_again" in capsys.readouterr().out
 
 

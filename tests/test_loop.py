@@ -19,11 +19,11 @@ def _task(n: int = 1200, seed: int = 0) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-def _ce(y: Tensor):  # noqa: ANN202
+def _ce(y: Tensor):
     return lambda m, xb, rows: F.cross_entropy(m(xb), y[rows])
 
 
-def _fit(model: nn.Module, x: Tensor, y: Tensor, **kw: object):  # noqa: ANN202
+def _fit(model: nn.Module, x: Tensor, y: Tensor, **kw: object):
     opt = make_optimizer(model, kind="adam", lr=1e-2, weight_decay=0.0)
     args = dict(x=x, y=y, train_rows=torch.arange(0, 800), val_rows=torch.arange(800, 1000),
                 loss_fn=_ce(y), epochs=10, batch_size=64, optimizer=opt,
@@ -98,5 +98,5 @@ def test_diverging_loss_raises_training_error() -> None:
     def bad_loss(m: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
         return m(xb).sum() * float("nan")
 
-    with pytest.raises(TrainingError, match="lower training.lr"):
+    with pytest.raises(TrainingError, match=r"lower training\.lr"):
         _fit(MLP(6, 3, hidden=(8,)), x, y, loss_fn=bad_loss, epochs=1)

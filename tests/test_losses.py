@@ -95,5 +95,5 @@ def test_batchmean_not_mean() -> None:
 @pytest.mark.parametrize(("alpha", "temp"), [(-0.1, 1.0), (1.5, 1.0), (0.5, 0.0), (0.5, -2.0)])
 def test_invalid_arguments_rejected(alpha: float, temp: float) -> None:
     s, y = torch.randn(2, 3), torch.zeros(2, dtype=torch.long)
-    with pytest.raises(ValueError, match="alpha|temperature"):
+    with pytest.raises(ValueError, match=r"alpha|temperature"):
         distillation_loss(s, y, s, alpha=alpha, temperature=temp)

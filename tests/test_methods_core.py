@@ -22,7 +22,7 @@ def _data(n: int = 1500, seed: int = 0) -> TrainData:
     return TrainData(x=x, y=y, train_rows=torch.arange(0, 1000), val_rows=torch.arange(1050, 1300))
 
 
-def _cfg(**born_again: Any):  # noqa: ANN202
+def _cfg(**born_again: Any):
     return parse_config({"model": {"hidden": [16], "dropout": 0.0},
                          "training": {"epochs": 5, "batch_size": 100, "patience": 0, "lr": 0.01},
                          "born_again": {"generations": 2, **born_again}})

@@ -18,21 +18,21 @@ CFG = {"data": {"synthetic": {"n_bars": 2000}}, "model": {"hidden": [16]},
 
 
 @pytest.fixture(scope="module")
-def setup():  # noqa: ANN201
+def setup():
     cfg = parse_config(CFG)
     candles, truth, interval = load_candles(cfg)
     ds = build_dataset(cfg, candles, truth, interval)
     return cfg, ds, holdout_split(ds, cfg)
 
 
-def test_split_is_purged_by_the_label_horizon(setup) -> None:  # noqa: ANN001
+def test_split_is_purged_by_the_label_horizon(setup) -> None:
     _, ds, split = setup
     start, end = ds.labels.start, ds.labels.end
     assert end[split.train].max() < start[split.val].min()
     assert end[split.val].max() < start[split.test].min()
 
 
-def test_scaler_statistics_come_from_training_rows_only(setup) -> None:  # noqa: ANN001
+def test_scaler_statistics_come_from_training_rows_only(setup) -> None:
     cfg, ds, split = setup
     result = run_fold(ds, split, cfg, seed=0)
     ds2 = build_dataset(cfg, ds.candles, None, ds.interval)
@@ -44,7 +44,7 @@ def test_scaler_statistics_come_from_training_rows_only(setup) -> None:  # noqa:
     assert [r["nll"] for r in val] == [r["nll"] for r in val2]
 
 
-def test_test_labels_never_influence_selection(setup) -> None:  # noqa: ANN001
+def test_test_labels_never_influence_selection(setup) -> None:
     cfg, ds, split = setup
     y = ds.labels.y.copy()
     rng = np.random.default_rng(0)
@@ -59,7 +59,7 @@ def test_test_labels_never_influence_selection(setup) -> None:  # noqa: ANN001
     assert va == vb
 
 
-def test_uncertainty_summaries_for_generations(setup) -> None:  # noqa: ANN001
+def test_uncertainty_summaries_for_generations(setup) -> None:
     cfg, ds, split = setup
     result = run_fold(ds, split, cfg, seed=0)
     measures = {(u["split"], u["measure"]) for u in result.uncertainty}

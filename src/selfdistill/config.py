@@ -361,7 +361,8 @@ def parse_config(raw: dict[str, Any] | None, *, source: str = "") -> RunConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config {source} must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(
+            f"config {source} must be a mapping of sections, got {type(raw).__name__}")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -108,7 +108,8 @@ def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | 
 
         assert data.path is not None  # checked by the config schema
         candles = load_candles_file(data.path, interval=data.interval, gaps=data.gaps)
-        return candles, None, data.interval or infer_interval(candles.index)
+        index = pd.DatetimeIndex(candles.index)
+        return candles, None, data.interval or infer_interval(index)
     from selfdistill.data.store import load_or_fetch
 
     return load_or_fetch(data.bybit, gaps=data.gaps), None, data.bybit.interval

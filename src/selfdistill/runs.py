@@ -27,7 +27,7 @@ from selfdistill import __version__
 from selfdistill.config import RunConfig, dump_config
 from selfdistill.errors import ConfigError, DataError
 from selfdistill.methods.base import Lineage
-from selfdistill.modelfile import save_model
+from selfdistill.modeldir import save_bundle
 
 __all__ = [
     "METRICS_SCHEMA_VERSION",
@@ -97,16 +97,19 @@ def model_metadata(cfg: RunConfig, *, scaler: dict[str, Any], feature_names: lis
 
 def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
                         *, prefix: str = "") -> list[Path]:
-    """Every member of a lineage as ``models/<prefix><method>/<member>``."""
-    paths = []
-    for i, member in enumerate(lineage.members):
-        name = "-".join(f"{k}{v}" for k, v in member.keys.items() if v is not None) or "model"
-        meta = {**common, "method": lineage.method, "keys": member.keys, "output": member.output,
-                "selected": i == lineage.selected, "member_index": i,
-                "n_members": len(lineage.members), "history": member.history}
-        paths.append(save_model(member.model, run_dir / "models" / f"{prefix}{lineage.method}"
-                                / name, meta))
-    return paths
+    """A lineage as the model directory ``models/<prefix><method>/`` (see modeldir)."""
+    members = lineage.members
+    metas = [{**common, "method": lineage.method, "output": m.output, "member_index": i,
+              "selected": i == lineage.selected, "n_members": len(members),
+              "history": m.history} for i, m in enumerate(members)]
+    directory = save_bundle(
+        run_dir / "models" / f"{prefix}{lineage.method}", [m.model for m in members],
+        member_keys=[m.keys for m in members], member_meta=metas,
+        classes=list(common["class_names"]), feature_names=common["feature_names"],
+        selected=lineage.selected, method=lineage.method, scaler=common["scaler"],
+        feature_config=common["features"],
+        extra={k: common[k] for k in ("class_names", "labels", "interval") if k in common})
+    return [directory / f"member_{i}.json" for i in range(len(members))]
 
 
 def write_run(run_dir: Path, cfg: RunConfig, *, records: list[dict[str, Any]],

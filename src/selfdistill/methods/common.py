@@ -15,7 +15,7 @@ from selfdistill.methods.base import TrainData
 from selfdistill.nn.factory import build_model
 from selfdistill.training.loop import Callback, FitResult, LossFn, fit, make_optimizer
 
-__all__ = ["derive_seed", "fresh_model", "freeze", "hard_ce_loss", "train_model", "val_nll"]
+__all__ = ["derive_seed", "freeze", "fresh_model", "hard_ce_loss", "train_model", "val_nll"]
 
 
 def derive_seed(seed: int, *parts: object) -> int:

@@ -37,7 +37,8 @@ class MLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation '{activation}' is not one of: {', '.join(ACTIVATIONS)}")
         self.n_features, self.n_classes = int(n_features), int(n_classes)
-        self.hidden, self.activation, self.dropout = tuple(int(h) for h in hidden), activation, dropout
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation, self.dropout = activation, dropout
         layers: list[nn.Module] = []
         width = self.n_features
         for h in self.hidden:
@@ -64,13 +65,14 @@ class ConstantClassifier(nn.Module):
     Shapes: (B, ...) -> (B, C).
     """
 
+    log_probs: Tensor
+
     def __init__(self, log_probs: Tensor) -> None:
         super().__init__()
         self.register_buffer("log_probs", log_probs.detach().clone().float())
 
     def forward(self, x: Tensor) -> Tensor:
-        lp: Tensor = self.log_probs
-        return lp.expand(x.shape[0], -1).clone()
+        return self.log_probs.expand(x.shape[0], -1).clone()
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "constant", "n_classes": int(self.log_probs.shape[0])}

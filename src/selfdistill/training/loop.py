@@ -45,13 +45,13 @@ ValFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 class Callback:
     """Hooks the loop calls; the CLI turns them into a progress bar. No-ops by default."""
 
-    def on_fit_begin(self, label: str, epochs: int) -> None:  # noqa: B027
+    def on_fit_begin(self, label: str, epochs: int) -> None:
         """A call to :func:`fit` starts; ``label`` names it (e.g. "born_again gen 2")."""
 
-    def on_epoch_end(self, label: str, record: dict[str, float]) -> None:  # noqa: B027
+    def on_epoch_end(self, label: str, record: dict[str, float]) -> None:
         """An epoch finished; ``record`` is its history row."""
 
-    def on_fit_end(self, label: str, history: list[dict[str, float]]) -> None:  # noqa: B027
+    def on_fit_end(self, label: str, history: list[dict[str, float]]) -> None:
         """A call to :func:`fit` ended (early stop included)."""
 
 
@@ -114,7 +114,7 @@ def predict_logits(model: nn.Module, x: Tensor, rows: Tensor | None = None,
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def fit(  # noqa: PLR0913 - the loop's knobs are explicit on purpose
+def fit(
     model: nn.Module,
     *,
     x: Tensor,
