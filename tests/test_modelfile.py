@@ -1,4 +1,5 @@
-"""Model files: round trips, and loading refuses anything unsafe without executing it."""
+"""Model files and model directories: round trips, and loading refuses anything unsafe
+without executing it (modelfile.py and modeldir.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,8 @@ import torch
 
 from selfdistill import __version__
 from selfdistill.errors import ModelFileError
-from selfdistill.modelfile import (
-    FORMAT_VERSION,
-    MANIFEST,
-    load_arrays,
-    load_bundle_models,
-    load_model,
-    read_bundle,
-    save_bundle,
-    save_model,
-)
+from selfdistill.modeldir import MANIFEST, load_bundle_models, read_bundle, save_bundle
+from selfdistill.modelfile import FORMAT_VERSION, load_arrays, load_model, save_model
 from selfdistill.nn.mlp import MLP
 
 N_FEATURES = 5
@@ -114,6 +107,15 @@ def test_member_file_round_trip_keeps_metadata(tmp_path: Path) -> None:
     assert torch.equal(loaded.head.weight, model.head.weight)
     arrays, _ = load_arrays(meta_path)
     np.testing.assert_array_equal(arrays["head.weight"], model.head.weight.detach().numpy())
+
+
+def test_history_with_nan_is_stored_as_null(tmp_path: Path) -> None:
+    history = [{"epoch": 1.0, "val_loss": float("nan"), "train_loss": np.float32(0.5)}]
+    save_bundle(tmp_path / "m", _models(1), member_keys=[{"generation": None}], classes=[0, 1, 2],
+                feature_names=list("abcde"), selected=0, member_meta=[{"history": history}])
+    meta = json.loads((tmp_path / "m" / "member_0.json").read_text())
+    assert meta["history"] == [{"epoch": 1.0, "val_loss": None, "train_loss": 0.5}]
+    assert meta["keys"] == {"generation": None}
 
 
 def test_resaving_fewer_members_removes_stale_files(tmp_path: Path) -> None:
