@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from selfdistill import labels as labels_module
 from selfdistill.config import LabelsConfig
 from selfdistill.errors import ConfigError, DataError
 from selfdistill.labels import (
@@ -141,6 +142,17 @@ def test_triple_barrier_matches_a_loop_reference() -> None:
     assert (labels.end <= labels.start + 8).all()
     assert (labels.end[labels.y.to_numpy() != SIDEWAYS] < labels.start[
         labels.y.to_numpy() != SIDEWAYS] + 8).any()
+
+
+def test_triple_barrier_in_small_blocks_gives_the_same_labels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    candles = make_candles(300, seed=4)
+    cfg = LabelsConfig(method="triple_barrier", horizon=8, k=0.6, vol_span=20)
+    whole = make_labels(candles, cfg)
+    monkeypatch.setattr(labels_module, "_CHUNK_CELLS", 7 * 8)  # blocks of 7 rows
+    blocked = make_labels(candles, cfg)
+    pd.testing.assert_series_equal(whole.y, blocked.y)
+    np.testing.assert_array_equal(whole.end, blocked.end)
 
 
 def test_same_bar_labels_describe_bar_t_and_look_nowhere_else() -> None:

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 CLASS_NAMES = ("bull", "bear", "sideways")
 BULL, BEAR, SIDEWAYS = 0, 1, 2
 LABEL_METHODS = ("forward", "triple_barrier", "same_bar")
+_CHUNK_CELLS = 1 << 20  # path cells per triple-barrier block
 
 
 @dataclass
@@ -126,19 +127,33 @@ def _forward(log_close: np.ndarray, band: np.ndarray, h: int) -> tuple[np.ndarra
     return _classify(r, band[: len(r)]), t + h
 
 
+def _first_touch(path: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and 1-based touch step of each path row (h when no barrier is crossed).
+
+    Args:
+        path: (R, h) log return from bar t to t+1 .. t+h.
+        band: (R,) barrier distance.
+    """
+    h = path.shape[1]
+    up, down = path > band[:, None], path < -band[:, None]
+    first_up = np.where(up.any(axis=1), up.argmax(axis=1), h)
+    first_down = np.where(down.any(axis=1), down.argmax(axis=1), h)
+    y = np.where(first_up < first_down, BULL, np.where(first_down < first_up, BEAR, SIDEWAYS))
+    return y.astype(np.int64), np.minimum(np.minimum(first_up, first_down) + 1, h)
+
+
 def _triple_barrier(log_close: np.ndarray, band: np.ndarray,
                     h: int) -> tuple[np.ndarray, np.ndarray]:
     """(N - h,) labels and touch bars of rows 0 .. N - h - 1."""
     windows = np.lib.stride_tricks.sliding_window_view(log_close, h + 1)  # (N - h, h + 1)
-    path = windows[:, 1:] - windows[:, :1]  # (N - h, h): return to t+1 .. t+h
-    b = band[: len(path), None]
-    up, down = path > b, path < -b
-    first_up = np.where(up.any(axis=1), up.argmax(axis=1), h)
-    first_down = np.where(down.any(axis=1), down.argmax(axis=1), h)
-    y = np.where(first_up < first_down, BULL, np.where(first_down < first_up, BEAR, SIDEWAYS))
-    steps = np.minimum(first_up, first_down) + 1  # h + 1 when untouched
-    t = np.arange(len(path), dtype=np.int64)
-    return y.astype(np.int64), t + np.minimum(steps, h)
+    y = np.empty(len(windows), dtype=np.int64)
+    steps = np.empty(len(windows), dtype=np.int64)
+    chunk = max(1, _CHUNK_CELLS // h)  # bounds memory at a few MB whatever N and h
+    for lo in range(0, len(windows), chunk):
+        win = windows[lo : lo + chunk]
+        path = win[:, 1:] - win[:, :1]  # (R, h): return to t+1 .. t+h
+        y[lo : lo + chunk], steps[lo : lo + chunk] = _first_touch(path, band[lo : lo + len(win)])
+    return y, np.arange(len(windows), dtype=np.int64) + steps
 
 
 def _check_inputs(candles: pd.DataFrame, cfg: LabelsConfig) -> None:
