@@ -14,6 +14,7 @@ from torch import nn
 
 from selfdistill.nn.encoders import window_classifier_from_spec
 from selfdistill.nn.mlp import MLP, ConstantClassifier
+from selfdistill.nn.multi_exit import MultiExitMLP
 
 __all__ = ["BUILDERS", "build_model", "model_from_spec", "register_builder"]
 
@@ -42,6 +43,15 @@ register_builder("mlp", _mlp)
 register_builder("constant", _constant)
 register_builder("cnn", window_classifier_from_spec)  # temporal encoders over windows
 register_builder("gru", window_classifier_from_spec)
+
+
+def _multi_exit(spec: dict[str, Any]) -> nn.Module:
+    return MultiExitMLP(spec["n_features"], spec["n_classes"], hidden=spec.get("hidden", (64, 64)),
+                        activation=spec.get("activation", "relu"),
+                        dropout=spec.get("dropout", 0.0), bottleneck=spec.get("bottleneck", 32))
+
+
+register_builder("multi_exit", _multi_exit)
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
