@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from selfdistill.losses.byot import ByotTerms, byot_loss, byot_terms
 from selfdistill.losses.consistency import (
     DINOLoss,
     byol_loss,
@@ -20,9 +21,12 @@ from selfdistill.losses.distillation import (
 )
 
 __all__ = [
+    "ByotTerms",
     "DINOLoss",
     "FusedDistillation",
     "byol_loss",
+    "byot_loss",
+    "byot_terms",
     "consistency",
     "cosine_distance",
     "dino_loss",
