@@ -157,26 +157,34 @@ def walk_forward(start: np.ndarray, end: np.ndarray, *, n_folds: int,
     if n_folds < 1 or window not in ("expanding", "rolling"):
         raise ConfigError(f"walk_forward needs n_folds >= 1 (got {n_folds}) and window "
                           f"'expanding' or 'rolling' (got {window!r})")
-    n = len(s)
+    folds = []
+    for k, blocks in enumerate(_walk_forward_blocks(len(s), n_folds, window, val, test,
+                                                    min_train)):
+        before = dict(zip(("train", "val", "test"), map(len, blocks), strict=True))
+        split = Split(*_chain(blocks, s, e, purge or 0, embargo))
+        folds.append(_require_nonempty(split, before, f"walk-forward fold {k}"))
+    return folds
+
+
+def _walk_forward_blocks(n: int, n_folds: int, window: str, val: float, test: float,
+                         min_train: int | None) -> list[list[np.ndarray]]:
+    """Unpurged [train, val, test] row blocks of every fold."""
     n_test, n_val = int(test * n), int(val * n)
     first_test = n - n_folds * n_test
-    train0 = first_test - n_val
+    train0 = first_test - n_val  # training rows of the first fold
     if n_test < 1 or n_val < 1 or train0 < max(1, min_train or 1):
         raise DataError(f"{n} rows cannot hold {n_folds} folds of test={test:g} and val={val:g} "
                         f"(first training window {train0} rows, min_train {min_train}); "
                         "use fewer folds, smaller fractions or more data")
     width = min_train if (window == "rolling" and min_train) else train0
-    folds = []
+    out = []
     for k in range(n_folds):
         test_lo = first_test + k * n_test
         val_lo = test_lo - n_val
         train_lo = 0 if window == "expanding" else max(0, val_lo - width)
-        blocks = [np.arange(train_lo, val_lo), np.arange(val_lo, test_lo),
-                  np.arange(test_lo, test_lo + n_test)]
-        before = {"train": val_lo - train_lo, "val": n_val, "test": n_test}
-        split = Split(*_chain([b.astype(np.int64) for b in blocks], s, e, purge or 0, embargo))
-        folds.append(_require_nonempty(split, before, f"walk-forward fold {k}"))
-    return folds
+        bounds = ((train_lo, val_lo), (val_lo, test_lo), (test_lo, test_lo + n_test))
+        out.append([np.arange(lo, hi, dtype=np.int64) for lo, hi in bounds])
+    return out
 
 
 def _kfold_train(other: np.ndarray, test_rows: np.ndarray, start: np.ndarray,
