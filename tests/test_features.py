@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy.stats import skew
 
 from selfdistill.config import FeaturesConfig
+from selfdistill.data.candles import validate_candles
 from selfdistill.errors import ConfigError, DataError, ModelFileError, NotFittedError
 from selfdistill.features import Scaler, compute_features, feature_names, feature_warmup
 
@@ -261,3 +262,17 @@ def test_refit_forgets_the_first_fit() -> None:
     s = Scaler().fit(x)
     s.fit(x[:, :2])
     assert s.center_.shape == (2,)
+
+
+# ----------------------------------------------------- with the real Candles contract
+
+
+def test_validated_candles_with_a_hole_get_nan_returns_across_it(candles: pd.DataFrame) -> None:
+    holed = validate_candles(candles.drop(index=candles.index[300:305]).drop(
+        columns="gap_before", errors="ignore"), interval="60", gaps="mark")
+    gap = int(np.flatnonzero(holed["gap_before"].to_numpy())[0])
+    assert gap == 300
+    feats = compute_features(holed)
+    assert feats["ret_1"].iloc[gap - 1 : gap + 1].isna().tolist() == [False, True]
+    assert feats["ret_48"].iloc[gap : gap + 48].isna().all()
+    assert feats.iloc[gap + 96 :].notna().all().all()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from selfdistill import labels as labels_module
 from selfdistill.config import LabelsConfig
+from selfdistill.data.candles import validate_candles
 from selfdistill.errors import ConfigError, DataError
 from selfdistill.labels import (
     BEAR,
@@ -265,3 +266,13 @@ def test_triple_barrier_first_touch_sets_the_label_and_end(offset: int) -> None:
     assert labels.end[row] == t + first_touch
     if first_touch == offset:
         assert labels.y.iloc[row] == BEAR
+
+
+def test_validated_candles_with_a_hole_drop_labels_spanning_it(candles: pd.DataFrame) -> None:
+    holed = validate_candles(candles.drop(index=candles.index[300:305]).drop(
+        columns="gap_before", errors="ignore"), interval="60", gaps="mark")
+    labels = make_labels(holed, LabelsConfig(horizon=12, vol_span=50))
+    assert not np.isin(np.arange(288, 300), labels.start).any()
+    assert 287 in labels.start
+    assert 300 in labels.start
+    assert labels.y.index.equals(holed.index[labels.start])
