@@ -154,6 +154,14 @@ def test_unparseable_timestamp_names_row_and_column(tmp_path: Path) -> None:
         load_csv(write_csv(tmp_path / "x.csv", rows))
 
 
+def test_epoch_column_with_a_stray_text_value(tmp_path: Path) -> None:
+    rows: dict[str, list[object]] = {"timestamp": [str(t * 1000) for t in EPOCH_S],
+                                     **ohlcv_rows()}
+    rows["timestamp"][5] = "2024-03-01 05:00"
+    with pytest.raises(DataError, match=r"row 5, column 'timestamp': .* not an epoch time"):
+        load_csv(write_csv(tmp_path / "x.csv", rows))
+
+
 def test_two_columns_with_one_meaning(tmp_path: Path) -> None:
     rows: dict[str, list[object]] = {"date": [str(t) for t in HOURS], **ohlcv_rows()}
     rows["Close"] = rows["close"]

@@ -107,6 +107,7 @@ def validate_candles(
         raise ConfigError(f"gap policy {gaps!r} is not one of 'error', 'mark'")
     if interval is not None:
         interval_to_timedelta(interval)  # rejects a bad spelling before any work
+        interval = str(interval).strip()
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:

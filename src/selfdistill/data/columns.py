@@ -159,12 +159,10 @@ def parse_timestamps(values: pd.Series | pd.Index, *, name: str = "timestamp",
         raise DataError(f"{source}: column '{name}' holds booleans, not timestamps")
     elif pd.api.types.is_numeric_dtype(raw.dtype):
         parsed = _from_epoch(raw, name, source)
+    elif _is_number(raw.iloc[0]):  # epoch numbers stored as text (e.g. Bybit's JSON)
+        parsed = _from_epoch(_epoch_text_to_numbers(raw, name, source), name, source)
     else:
-        numbers = pd.to_numeric(raw, errors="coerce")
-        if numbers.notna().all():
-            parsed = _from_epoch(numbers, name, source)
-        else:
-            parsed = _from_strings(raw.astype(str).str.strip(), name, source)
+        parsed = _from_strings(raw.astype(str), name, source)
     return pd.DatetimeIndex(parsed, name=_TIME_INDEX_NAME).as_unit("ns")
 
 
@@ -191,11 +189,31 @@ def _from_epoch(numbers: pd.Series, name: str, source: str) -> pd.Series:
         ) from exc
 
 
+def _is_number(value: object) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _epoch_text_to_numbers(raw: pd.Series, name: str, source: str) -> pd.Series:
+    numbers = pd.to_numeric(raw, errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy())
+    if len(bad):
+        raise DataError(
+            f"{source}: row {bad[0]}, column '{name}': {raw.iloc[bad[0]]!r} is not an epoch "
+            "time like the rows before it; fix the row or use one time format throughout"
+        )
+    return numbers
+
+
 def _from_strings(text: pd.Series, name: str, source: str) -> pd.Series:
     try:
         return pd.to_datetime(text, utc=True, format="ISO8601")
     except (ValueError, TypeError, OverflowError):
         pass  # not all ISO-8601: try other formats, then report the first failure
+    text = text.str.strip()
     parsed = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
