@@ -118,7 +118,7 @@ class SplitConfig(_Section):
     train: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
     val: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     test: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
-    purge: Annotated[int, Field(ge=0)] | None = None  # None: the label horizon
+    purge: Annotated[int, Field(ge=0)] = 0  # extra bars beyond the label-overlap rule
     embargo: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
