@@ -10,7 +10,9 @@ from selfdistill.errors import ConfigError
 from selfdistill.methods.base import Derived, Lineage, Member, Method, TrainData
 from selfdistill.methods.baseline import fit_baseline, fit_label_smoothing, fit_majority
 from selfdistill.methods.born_again import fit_born_again
+from selfdistill.methods.byot import fit_byot
 from selfdistill.methods.lightgbm import fit_lightgbm
+from selfdistill.methods.snapshot import fit_snapshot
 
 __all__ = ["METHODS", "Derived", "Lineage", "Member", "Method", "TrainData", "get_method"]
 
@@ -19,6 +21,8 @@ METHODS: dict[str, Method] = {
     "baseline": fit_baseline,
     "label_smoothing": fit_label_smoothing,
     "born_again": fit_born_again,
+    "byot": fit_byot,
+    "snapshot": fit_snapshot,
     "lightgbm": fit_lightgbm,
 }
 
