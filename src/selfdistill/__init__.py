@@ -2,4 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = ["SelfDistillClassifier", "__version__"]
+
+if TYPE_CHECKING:
+    from selfdistill.estimator import SelfDistillClassifier
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: `import selfdistill` stays light (no torch) until the estimator is used
+    if name == "SelfDistillClassifier":
+        from selfdistill.estimator import SelfDistillClassifier
+
+        return SelfDistillClassifier
+    raise AttributeError(f"module 'selfdistill' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -84,6 +84,7 @@ class ModelBundle:
     feature_config: dict[str, Any] | None = None
     method: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    member_meta: list[dict[str, Any]] = field(default_factory=list)  # filled by the loaders
 
     @property
     def n_members(self) -> int:
@@ -236,6 +237,7 @@ def load_bundle_models(path: str | Path) -> tuple[list[nn.Module], ModelBundle]:
     loaded = [load_model(stem) for stem in bundle.member_stems]
     for _, meta in loaded:
         _check_member(bundle, meta)
+    bundle.member_meta = [meta for _, meta in loaded]
     return [model for model, _ in loaded], bundle
 
 
@@ -246,4 +248,5 @@ def load_bundle_arrays(path: str | Path) -> tuple[list[dict[str, np.ndarray]],
     loaded = [load_arrays(stem) for stem in bundle.member_stems]
     for _, meta in loaded:
         _check_member(bundle, meta)
+    bundle.member_meta = [meta for _, meta in loaded]
     return [arr for arr, _ in loaded], [meta for _, meta in loaded], bundle

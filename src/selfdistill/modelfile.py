@@ -102,7 +102,8 @@ def json_safe(value: Any) -> Any:
 
 def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> bytes:
     """Write ``obj`` as JSON via a temporary file; return the bytes written."""
-    data = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
+    data = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False,
+                      default=str).encode("utf-8")  # str(): informational extras only
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)  # readers never see a half-written file
