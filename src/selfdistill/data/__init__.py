@@ -1,5 +1,8 @@
 """Candle data: the Candles contract, file loaders, the synthetic market.
 
+``from selfdistill.data import load_candles_file, generate_market`` covers most
+uses; the Bybit client and the local store are in their own modules.
+
 The Candles contract (a UTC ``open_time`` index and float64 OHLCV columns) is
 checked by :func:`validate_candles`; every loader here returns validated candles.
 """
@@ -21,12 +24,16 @@ from selfdistill.data.candles import (
     save_candles,
     validate_candles,
 )
+from selfdistill.data.synthetic import REGIME_NAMES, RegimeParams, generate_market
 
 __all__ = [
     "CANDLE_COLUMNS",
     "INTERVALS",
+    "REGIME_NAMES",
+    "RegimeParams",
     "find_gaps",
     "gap_table",
+    "generate_market",
     "infer_interval",
     "interval_to_timedelta",
     "load_candles_file",
