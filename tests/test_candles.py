@@ -91,7 +91,11 @@ def test_other_timezones_are_converted_to_utc() -> None:
 def test_column_spellings_are_accepted_by_the_gate() -> None:
     raw = make_candles(4).rename(columns={"open": "Open", "high": "HIGH", "low": "l",
                                           "close": "Close", "volume": "Vol"})
-    assert list(validate_candles(raw).columns[:5]) == list(CANDLE_COLUMNS)
+    out = validate_candles(raw)
+    assert list(out.columns[:5]) == list(CANDLE_COLUMNS)
+    out.iloc[0, 0] = -1.0
+    assert list(raw.columns) == ["Open", "HIGH", "l", "Close", "Vol"]  # input untouched
+    assert raw.iloc[0, 0] == 100.0
 
 
 # ------------------------------------------------------------------ rejections

@@ -38,7 +38,7 @@ def write_csv(path: Path, columns: dict[str, list[object]], sep: str = ",") -> P
 # ------------------------------------------------------------------ round trips
 
 
-@pytest.mark.parametrize("name", ["c.csv", "c.csv.gz", "c.parquet", "c.pq"])
+@pytest.mark.parametrize("name", ["c.csv", "c.csv.gz", "c.tsv", "c.parquet", "c.pq"])
 def test_save_and_load_round_trip_exactly(candles: pd.DataFrame, tmp_path: Path,
                                           name: str) -> None:
     path = tmp_path / "sub" / name
@@ -47,6 +47,8 @@ def test_save_and_load_round_trip_exactly(candles: pd.DataFrame, tmp_path: Path,
     pd.testing.assert_frame_equal(loaded, candles)
     assert loaded.attrs == candles.attrs
     assert [p.name for p in path.parent.iterdir()] == [name]  # no temp file left behind
+    if name == "c.tsv":
+        assert path.read_text().splitlines()[0] == "open_time\topen\thigh\tlow\tclose\tvolume"
 
 
 def test_round_trip_keeps_gap_marks_and_turnover(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def load_parquet(path: str | Path, *, interval: str | None = None,
 
 
 def save_candles(df: pd.DataFrame, path: str | Path) -> None:
-    """Write candles to CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``).
+    """Write candles to CSV (``.csv``, ``.csv.gz``, ``.tsv``, ...) or Parquet (``.parquet``).
 
     The frame is validated first (with its recorded interval), so only valid
     candles reach disk; ``gap_before`` is not written (loading recomputes it).
@@ -119,8 +119,9 @@ def save_candles(df: pd.DataFrame, path: str | Path) -> None:
     tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         if kind == "csv":
-            gz = file.name.lower().endswith(".gz")
-            data.to_csv(tmp, compression="gzip" if gz else None)
+            name = file.name.lower()
+            data.to_csv(tmp, sep="\t" if name.endswith(".tsv") else ",",
+                        compression="gzip" if name.endswith(".gz") else None)
         else:
             data.to_parquet(tmp, engine="pyarrow")
         os.replace(tmp, file)
@@ -197,7 +198,7 @@ def _finish(raw: pd.DataFrame, file: Path, interval: str | None,
             gaps: GapPolicy) -> pd.DataFrame:
     if len(raw) == 0:
         raise DataError(f"{file}: has a header but no candles")
-    df = normalise_columns(raw, source=str(file))
+    df = normalise_columns(raw, source=str(file), copy=False)  # validate_candles copies
     ns = pd.DatetimeIndex(df.index).asi8
     if len(ns) > 1 and bool(np.all(ns[1:] < ns[:-1])):
         logger.info("%s: rows are newest-first; reversed into time order", file)
