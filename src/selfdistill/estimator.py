@@ -213,7 +213,7 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
         scaler = Scaler(cfg.features.scaler).fit(X[train_rows])
         device = _resolve_device(cfg.device)
         data = TrainData(
-            x=torch.as_tensor(scaler.transform(X), dtype=torch.float32, device=device),
+            x=torch.as_tensor(_c_order(scaler.transform(X)), dtype=torch.float32, device=device),
             y=torch.as_tensor(y_enc, dtype=torch.int64, device=device),
             train_rows=torch.as_tensor(train_rows, device=device),
             val_rows=torch.as_tensor(val_rows, device=device), n_classes=len(classes),
@@ -246,7 +246,8 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         device = next(iter(self.models_[0].parameters()), torch.empty(0)).device
-        x = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32, device=device)
+        x = torch.as_tensor(_c_order(self.scaler_.transform(X)), dtype=torch.float32,
+                            device=device)
         out = []
         for m in members:
             logits = m.logits(x).double() / self.temperature_
@@ -329,6 +330,12 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
                                                 strict=True)]
         est._set_lineage(Lineage(bundle.method, members, selected=bundle.selected))
         return est
+
+
+def _c_order(z: np.ndarray) -> np.ndarray:
+    """Row-major copy: a DataFrame's column-major values would make torch pick other
+    matmul kernels, and probabilities would differ from the run's in the last bits."""
+    return np.ascontiguousarray(z)
 
 
 def _jsonable(value: Any) -> bool:
