@@ -1,0 +1,201 @@
+"""Score one fold x seed cell: temperature scaling and the backtest of every output.
+
+Input is what :func:`selfdistill.pipeline.run_fold` returns for one cell: its
+metrics records and its validation / test predictions. Every output (a member
+or a derived row of a method) gets
+
+* a temperature fitted on its **validation** rows only and applied to its
+  validation and test rows: ``temperature``, ``nll_calibrated``,
+  ``ece_calibrated`` and ``brier_calibrated`` join its records;
+* a backtest on its **test** rows (positions from the calibrated
+  probabilities when calibration is on, so confidence sizing uses calibrated
+  confidence; the argmax is the same either way): the trading metrics of
+  :func:`selfdistill.backtest.trading_metrics` join its test record, plus
+  ``random_sharpe`` / ``random_total_return`` of random positions with its own
+  turnover. Outputs of a method whose members disagree (generations,
+  snapshots) are gated flat above the ``backtest.uncertainty_gate`` quantile of
+  the *validation* mutual information.
+
+Baseline rows ``buy_and_hold``, ``always_flat`` and ``random`` (random timing
+with the turnover of the hard-label ``baseline``, or of the first output) are
+added as test records, and every backtest's per-decision series is returned
+for the equity and drawdown curves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from selfdistill.backtest import (
+    BacktestResult,
+    backtest_with_baselines,
+    disagreement_gate,
+    holding_returns,
+    positions_from_proba,
+)
+from selfdistill.calibration import apply_temperature, fit_temperature, logits_from_proba
+from selfdistill.metrics import classification_metrics
+
+__all__ = ["GATE_MEASURE", "BacktestSettings", "CellScores", "score_cell"]
+
+log = logging.getLogger(__name__)
+
+#: The disagreement measure the uncertainty gate thresholds.
+GATE_MEASURE = "mutual_information"
+_CALIBRATED = ("nll", "ece", "brier")
+_OUTPUT = ["split", "method", "member"]
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    """What a cell's backtest needs besides the predictions."""
+
+    enabled: bool
+    fee_bps: float
+    slippage_bps: float
+    allow_short: bool
+    sizing: Literal["fixed", "confidence"]
+    uncertainty_gate: float | None
+    periods_per_year: float
+    calibrate: bool = True
+
+
+@dataclass
+class CellScores:
+    """The cell's records (extended), predictions (with ``temperature``) and curves."""
+
+    records: list[dict[str, Any]]
+    predictions: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def _proba(frame: pd.DataFrame, class_names: tuple[str, ...]) -> np.ndarray:
+    return frame[[f"p_{c}" for c in class_names]].to_numpy(dtype=np.float64)  # (N, C)
+
+
+def _pair_outputs(records: list[dict[str, Any]], predictions: pd.DataFrame
+                  ) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Each val / test record with its prediction rows (both come in output order)."""
+    recs = [r for r in records if r["split"] in ("val", "test")]
+    groups = [g for _, g in predictions.groupby(_OUTPUT, sort=False)]
+    if len(recs) != len(groups):
+        raise AssertionError(f"{len(recs)} val/test records but {len(groups)} prediction groups")
+    for rec, g in zip(recs, groups, strict=True):
+        first = g.iloc[0]
+        assert (rec["method"], rec["split"]) == (first["method"], first["split"])
+        assert rec["n"] == len(g), "records and predictions disagree on rows"
+    return list(zip(recs, groups, strict=True))
+
+
+def _calibrate(pairs: list[tuple[dict[str, Any], pd.DataFrame]], predictions: pd.DataFrame,
+               class_names: tuple[str, ...]) -> dict[tuple[str, str], float]:
+    """Fit T per output on its validation rows; add calibrated metrics to val / test records."""
+    temps: dict[tuple[str, str], float] = {}
+    for rec, g in pairs:  # validation comes first in output order
+        key = (rec["method"], g["member"].iloc[0])
+        if rec["split"] == "val":
+            temps[key] = fit_temperature(logits_from_proba(_proba(g, class_names)),
+                                         g["label"].to_numpy())
+        t = temps[key]
+        calibrated = apply_temperature(logits_from_proba(_proba(g, class_names)), t)
+        scores = classification_metrics(g["label"].to_numpy(), calibrated,
+                                        n_classes=len(class_names))
+        rec["temperature"] = t
+        rec.update({f"{m}_calibrated": scores[m] for m in _CALIBRATED})
+        predictions.loc[g.index, "temperature"] = t
+    return temps
+
+
+def _curve(result: BacktestResult, times: pd.Index, rets: np.ndarray, method: str,
+           member: str) -> pd.DataFrame:
+    return pd.DataFrame({"open_time": times, "method": method, "member": member,
+                         "position": result.positions, "asset_return": rets,
+                         "net": result.net})
+
+
+def _gate(predictions: pd.DataFrame, method: str, test: pd.DataFrame,
+          quantile: float | None) -> np.ndarray | None:
+    if quantile is None or GATE_MEASURE not in test or test[GATE_MEASURE].isna().all():
+        return None
+    val = predictions[(predictions["split"] == "val") & (predictions["method"] == method)]
+    val_values = val[GATE_MEASURE].dropna().to_numpy()
+    if val_values.size == 0:
+        return None
+    return disagreement_gate(test[GATE_MEASURE].to_numpy(), val_values, quantile)
+
+
+def _backtest_outputs(pairs: list[tuple[dict[str, Any], pd.DataFrame]],
+                      predictions: pd.DataFrame, opens: pd.Series,
+                      settings: BacktestSettings, class_names: tuple[str, ...],
+                      seed: int) -> tuple[list[pd.DataFrame], dict[str, BacktestResult]]:
+    curves: list[pd.DataFrame] = []
+    reference: dict[str, BacktestResult] = {}
+    tests = [(rec, g) for rec, g in pairs if rec["split"] == "test"]
+    if not tests:
+        return curves, reference
+    times = pd.Index(tests[0][1]["open_time"])
+    rets = holding_returns(opens, times)
+    for rec, g in tests:
+        proba = _proba(g, class_names)
+        if settings.calibrate and "temperature" in rec:
+            proba = apply_temperature(logits_from_proba(proba), rec["temperature"])
+        positions = positions_from_proba(
+            proba, allow_short=settings.allow_short, sizing=settings.sizing,
+            gate=_gate(predictions, rec["method"], g, settings.uncertainty_gate))
+        table = backtest_with_baselines(
+            positions, rets, fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps,
+            periods_per_year=settings.periods_per_year, allow_short=settings.allow_short,
+            seed=seed, times=times)
+        rec.update(table["model"].metrics)
+        rec["random_sharpe"] = table["random"].metrics["sharpe"]
+        rec["random_total_return"] = table["random"].metrics["total_return"]
+        member = str(g["member"].iloc[0])
+        curves.append(_curve(table["model"], times, rets, rec["method"], member))
+        if not reference or rec["method"] == "baseline":
+            reference = table
+    for name in ("buy_and_hold", "always_flat", "random"):
+        curves.append(_curve(reference[name], times, rets, name, "-"))
+    return curves, reference
+
+
+def _baseline_records(reference: dict[str, BacktestResult], base: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
+    return [{"method": name, "generation": None, "split": "test", **base,
+             **reference[name].metrics} for name in ("buy_and_hold", "always_flat", "random")]
+
+
+def score_cell(records: list[dict[str, Any]], predictions: pd.DataFrame, *,
+               opens: pd.Series, settings: BacktestSettings,
+               class_names: tuple[str, ...], seed: int, fold: int) -> CellScores:
+    """Calibrate and backtest every output of one cell (see the module docstring).
+
+    Args:
+        records: the cell's records (train / val / test), extended in place.
+        predictions: the cell's val / test rows (``run_fold``'s predictions).
+        opens: open prices of every bar, indexed by open time.
+        settings: costs, sizing, gate and annualisation.
+        class_names: the label classes, in column order.
+        seed / fold: the cell (seeds the random baseline).
+    """
+    predictions = predictions.copy()
+    predictions["temperature"] = np.nan
+    pairs = _pair_outputs(records, predictions)
+    if settings.calibrate:
+        _calibrate(pairs, predictions, class_names)
+    curves: list[pd.DataFrame] = []
+    out = list(records)
+    if settings.enabled:
+        rng_seed = int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
+        curves, reference = _backtest_outputs(pairs, predictions, opens, settings,
+                                              class_names, rng_seed)
+        if reference:
+            out += _baseline_records(reference, {"seed": seed, "fold": fold})
+    frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    if len(frame):
+        frame["seed"], frame["fold"] = seed, fold
+    return CellScores(out, predictions, frame)
