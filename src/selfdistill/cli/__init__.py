@@ -49,9 +49,9 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import data, predict, run
+    from selfdistill.cli import data, predict, report, run
 
-    for module in (data, predict, run):
+    for module in (data, predict, report, run):
         module.register(app)
 
 
