@@ -32,8 +32,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = {
         "name": "p", "data": {"source": "parquet", "path": str(tmp / "candles.parquet")},
         "features": FEATURES, "labels": {"horizon": 6, "vol_span": 50},
-        "model": {"hidden": [16]}, "training": {"epochs": 3, "batch_size": 128, "patience": 0},
-        "methods": ["baseline", "born_again"], "born_again": {"generations": 2},
+        "model": {"hidden": [16, 16]},
+        "training": {"epochs": 3, "batch_size": 128, "patience": 0},
+        "methods": ["majority", "baseline", "born_again", "byot", "lightgbm"],
+        "born_again": {"generations": 2}, "lightgbm": {"n_estimators": 20},
         "report": {"enabled": False}, "backtest": {"enabled": False},
     }
     (tmp / "run.yaml").write_text(yaml.safe_dump(config))
@@ -62,6 +64,22 @@ def test_predict_equals_the_runs_predictions(trained: tuple[Path, Path], tmp_pat
         np.testing.assert_allclose(merged[measure], merged[f"{measure}_run"], rtol=1e-12)
     assert set(merged["regime"]) <= set(CLASSES)
     np.testing.assert_array_equal(merged["uncertainty"], merged["mutual_information"])
+
+
+@pytest.mark.parametrize("method", ["majority", "baseline", "byot", "lightgbm"])
+def test_every_method_predicts_like_its_run(trained: tuple[Path, Path], tmp_path: Path,
+                                            method: str) -> None:
+    run, candles = trained
+    got = _predict(run, candles, tmp_path / "p.parquet", "--method", method)
+    bundle = read_bundle(run / "models" / method)
+    keys = bundle.member_keys[bundle.selected]
+    member = ",".join(f"{k}={v}" for k, v in keys.items() if v is not None) or "-"
+    runs = pd.read_parquet(run / "predictions.parquet")
+    ref = runs[(runs["method"] == method) & (runs["member"] == member)]
+    merged = ref.merge(got, on="open_time", suffixes=("_run", ""))
+    assert len(merged) == len(ref) > 100
+    for name in CLASSES:
+        np.testing.assert_array_equal(merged[f"p_{name}"], merged[f"p_{name}_run"])
 
 
 def test_every_bar_gets_a_row_and_warmup_bars_have_no_regime(trained: tuple[Path, Path],
@@ -119,8 +137,9 @@ def test_errors_are_one_line_with_the_right_exit_code(trained: tuple[Path, Path]
     assert main(["predict", "--model", str(tmp_path), "--candles", str(candles)]) == 1
     assert "neither a model directory" in capsys.readouterr().err
     assert main(["predict", "--model", str(run), "--candles", str(candles),
-                 "--method", "byot"]) == 2
-    assert "choose one of: baseline, born_again" in capsys.readouterr().err
+                 "--method", "snapshot"]) == 2
+    err = capsys.readouterr().err
+    assert "choose one of: baseline, born_again, byot, lightgbm, majority" in err
     assert main(["predict", "--model", str(run), "--candles", str(candles),
                  "--out", str(tmp_path / "p.xlsx")]) == 2
     assert ".csv or .parquet" in capsys.readouterr().err

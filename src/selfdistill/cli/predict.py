@@ -70,7 +70,7 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     NaN probabilities and no regime.
     """
     from selfdistill.features import Scaler
-    from selfdistill.methods.base import Member
+    from selfdistill.methods import Member  # also registers every method's model builder
 
     models, bundle = load_bundle_models(model_dir)
     if bundle.scaler is None:
