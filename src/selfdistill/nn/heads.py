@@ -6,6 +6,8 @@
   against K L2-normalised prototypes (DINO's weight-normalised last layer with
   its gain fixed at 1), so logits lie in [-1, 1] before the temperatures.
 - :class:`MultiHead`: H independent heads on one embedding; returns H outputs.
+- :class:`EncoderWithHeads`: an encoder and a :class:`MultiHead`, the student (and,
+  copied, the teacher) of self-supervised pretraining.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 
 from selfdistill.nn.mlp import ACTIVATIONS
 
-__all__ = ["HEAD_NORMS", "DINOHead", "MLPHead", "MultiHead"]
+__all__ = ["HEAD_NORMS", "DINOHead", "EncoderWithHeads", "MLPHead", "MultiHead"]
 
 HEAD_NORMS = ("layer", "batch", "none")
 
@@ -108,3 +110,19 @@ class MultiHead(nn.Module):
 
     def forward(self, z: Tensor) -> list[Tensor]:
         return [head(z) for head in self.heads]
+
+
+class EncoderWithHeads(nn.Module):
+    """An encoder followed by H heads.
+
+    Shapes: ``forward(x)`` maps windows (B, F, W) to ``(z, outs)``: the (B, D)
+    embedding and a list of H head outputs (B, P).
+    """
+
+    def __init__(self, encoder: nn.Module, heads: MultiHead) -> None:
+        super().__init__()
+        self.encoder, self.heads = encoder, heads
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        z = self.encoder(x)  # (B, D)
+        return z, self.heads(z)

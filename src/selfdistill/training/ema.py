@@ -29,7 +29,7 @@ References:
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import nn
@@ -38,9 +38,10 @@ __all__ = ["BUFFER_POLICIES", "linear_warmup", "make_teacher", "update_ema"]
 
 BufferPolicy = Literal["ema", "copy"]
 BUFFER_POLICIES: tuple[str, ...] = ("ema", "copy")
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
-def make_teacher(student: nn.Module) -> nn.Module:
+def make_teacher(student: ModuleT) -> ModuleT:
     """A frozen deep copy of ``student``: ``eval()``, ``requires_grad_(False)``.
 
     Never pass its parameters to an optimizer; it changes only through

@@ -1,0 +1,215 @@
+"""Does EMA-teacher pretraining help? Linear probes and fine-tuning with few labels.
+
+For each fraction of the labelled training rows (a seeded random subset; the
+pretraining itself saw every training window, unlabelled) four arms are
+trained on the same subset, stopped early on the validation rows, and scored
+once on the test rows:
+
+- ``probe_pretrained``: the pretrained encoder, frozen, plus a linear head;
+- ``probe_random``: the same encoder randomly initialised, frozen, plus a linear head;
+- ``finetune_pretrained``: the pretrained encoder and a head, all trained;
+- ``scratch``: the same classifier trained from random weights (supervised only).
+
+The probes train on embeddings computed once (eval mode), so they cost little.
+:func:`summarise` turns per-seed records into the table: the mean over seeds
+with a bootstrap interval, and the paired difference against ``scratch`` (or
+``probe_random`` for the probes) once there are enough seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfdistill.methods.common import derive_seed
+from selfdistill.metrics import classification_metrics
+from selfdistill.nn.encoders import WindowClassifier
+from selfdistill.stats import bootstrap_interval, paired_comparison
+from selfdistill.training.loop import Callback, fit, make_optimizer, predict_logits
+
+__all__ = ["ARMS", "CompareData", "compare_arms", "label_subset", "summarise"]
+
+log = logging.getLogger(__name__)
+
+ARMS = ("probe_pretrained", "probe_random", "finetune_pretrained", "scratch")
+#: the arm each arm is compared with in the table
+REFERENCE_ARM = {"probe_pretrained": "probe_random", "finetune_pretrained": "scratch"}
+SCORES = ("accuracy", "balanced_accuracy", "macro_f1", "nll")
+MIN_LABELS = 32
+
+ProbaFn = Callable[[Tensor], np.ndarray]
+
+
+@dataclass
+class CompareData:
+    """Every row's window and label, and the chronological, purged row sets.
+
+    Attributes:
+        x: (N, F, W) windows (strided views) of all rows.
+        y: (N,) int64 labels.
+        train_rows / val_rows / test_rows: int64 row indices.
+        truth: (N,) true regimes (synthetic market) or None.
+    """
+
+    x: Tensor
+    y: Tensor
+    train_rows: Tensor
+    val_rows: Tensor
+    test_rows: Tensor
+    truth: np.ndarray | None = None
+    n_classes: int = 3
+
+
+def label_subset(rows: Tensor, fraction: float, *, seed: int) -> Tensor:
+    """A sorted random ``fraction`` of ``rows`` (at least 32, at most all of them)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    k = min(len(rows), max(MIN_LABELS, round(fraction * len(rows))))
+    if k == len(rows):
+        return rows
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(rows), generator=g)[:k].sort().values
+    return rows[pick.to(rows.device)]
+
+
+def _ce(y: Tensor) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
+    def loss_fn(model: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
+        return F.cross_entropy(model(xb), y[rows])
+
+    return loss_fn
+
+
+def _fit(model: nn.Module, x: Tensor, data: CompareData, rows: Tensor, cfg: Any, *, seed: int,
+         label: str, callbacks: Sequence[Callback]) -> int:
+    tr = cfg.training
+    opt = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
+    result = fit(model, x=x, y=data.y, train_rows=rows, val_rows=data.val_rows,
+                 loss_fn=_ce(data.y), epochs=tr.epochs, batch_size=tr.batch_size, optimizer=opt,
+                 generator=torch.Generator().manual_seed(seed), patience=max(tr.patience, 1),
+                 grad_clip=tr.grad_clip, callbacks=callbacks, label=label)
+    return result.epochs_run
+
+
+@torch.no_grad()
+def _embed(encoder: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
+    """(N, D) embeddings of every window, encoder in eval mode."""
+    encoder.eval()
+    return torch.cat([encoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _softmax_fn(model: nn.Module, x: Tensor) -> ProbaFn:
+    return lambda rows: torch.softmax(predict_logits(model, x, rows).double(), -1).cpu().numpy()
+
+
+def _probe(encoder: nn.Module, data: CompareData, rows: Tensor, cfg: Any, *, seed: int,
+           label: str, callbacks: Sequence[Callback]) -> tuple[ProbaFn, int]:
+    emb = _embed(encoder, data.x)  # (N, D)
+    torch.manual_seed(seed)
+    head = nn.Linear(emb.shape[1], data.n_classes).to(emb.device)
+    epochs = _fit(head, emb, data, rows, cfg, seed=seed, label=label, callbacks=callbacks)
+    return _softmax_fn(head, emb), epochs
+
+
+def _classifier(cfg: Any, data: CompareData, seed: int) -> WindowClassifier:
+    torch.manual_seed(seed)
+    m = cfg.model
+    return WindowClassifier(data.x.shape[1], data.n_classes, kind=m.kind, window=data.x.shape[2],
+                            hidden=m.hidden, activation=m.activation, dropout=m.dropout)
+
+
+def _run_arm(arm: str, pretrained: nn.Module, data: CompareData, rows: Tensor, cfg: Any, *,
+             seed: int, callbacks: Sequence[Callback]) -> tuple[ProbaFn, int]:
+    label = f"ema_teacher compare {arm} ({len(rows)} labels)"
+    model = _classifier(cfg, data, seed).to(data.x.device)  # same init for every arm
+    if arm.endswith("pretrained"):
+        model.encoder.load_state_dict(pretrained.state_dict())
+    if arm.startswith("probe"):
+        return _probe(model.encoder, data, rows, cfg, seed=seed, label=label,
+                      callbacks=callbacks)
+    epochs = _fit(model, data.x, data, rows, cfg, seed=seed, label=label, callbacks=callbacks)
+    return _softmax_fn(model, data.x), epochs
+
+
+def _scores(proba_fn: ProbaFn, data: CompareData, split: str) -> dict[str, float]:
+    rows = getattr(data, f"{split}_rows")
+    proba = proba_fn(rows)
+    idx = rows.cpu().numpy()
+    m = classification_metrics(data.y.cpu().numpy()[idx], proba, n_classes=data.n_classes)
+    out = {f"{split}_{k}": float(m[k]) for k in SCORES}
+    if data.truth is not None:
+        out[f"{split}_accuracy_true"] = float((proba.argmax(1) == data.truth[idx]).mean())
+    return out
+
+
+def compare_arms(data: CompareData, pretrained: nn.Module, cfg: Any, *, seed: int,
+                 fractions: Sequence[float], callbacks: Sequence[Callback] = ()
+                 ) -> list[dict[str, Any]]:
+    """Train and score every arm at every label fraction; one record per (fraction, arm).
+
+    Args:
+        data: windows and row sets; test rows are scored once, after training.
+        pretrained: the pretrained encoder (copied, never modified).
+        cfg: run config (``model`` and ``training`` sections).
+        seed: seeds the label subsets, initial weights and batches.
+        fractions: fractions of the labelled training rows, e.g. (0.05, 0.2, 1.0).
+    """
+    pretrained = copy.deepcopy(pretrained)
+    records = []
+    for fraction in fractions:
+        rows = label_subset(data.train_rows, fraction, seed=derive_seed(seed, "labels", fraction))
+        for arm in ARMS:
+            t0 = time.perf_counter()
+            proba_fn, epochs = _run_arm(arm, pretrained, data, rows, cfg,
+                                        seed=derive_seed(seed, "compare", fraction),
+                                        callbacks=callbacks)
+            rec: dict[str, Any] = {"seed": seed, "fraction": float(fraction), "arm": arm,
+                                   "n_labels": len(rows), "epochs": epochs}
+            rec.update(_scores(proba_fn, data, "val"))
+            rec.update(_scores(proba_fn, data, "test"))
+            rec["seconds"] = time.perf_counter() - t0
+            log.info("fraction %.2f %s: test accuracy %.4f", fraction, arm, rec["test_accuracy"])
+            records.append(rec)
+    return records
+
+
+def _cell(records: list[dict[str, Any]], fraction: float, arm: str,
+          metric: str) -> list[float]:
+    cells = sorted((r for r in records if r["fraction"] == fraction and r["arm"] == arm),
+                   key=lambda r: r["seed"])
+    return [float(r[metric]) for r in cells]
+
+
+def summarise(records: list[dict[str, Any]], *, metric: str = "test_accuracy",
+              n_boot: int = 2000) -> list[dict[str, Any]]:
+    """One table row per (fraction, arm): mean over seeds, interval, paired difference.
+
+    The difference is against ``probe_random`` for ``probe_pretrained`` and against
+    ``scratch`` for ``finetune_pretrained``; intervals need >= 2 seeds.
+    """
+    rows = []
+    for fraction in sorted({float(r["fraction"]) for r in records}):
+        for arm in ARMS:
+            values = _cell(records, fraction, arm, metric)
+            if not values:
+                continue
+            ci = bootstrap_interval(values, n_boot=n_boot)
+            row: dict[str, Any] = {"fraction": fraction, "arm": arm, "metric": metric,
+                                   "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                                   "seeds": ci.n}
+            ref = REFERENCE_ARM.get(arm)
+            if ref is not None and len(_cell(records, fraction, ref, metric)) == len(values):
+                cmp = paired_comparison(values, _cell(records, fraction, ref, metric),
+                                        metric=metric.removeprefix("test_"), n_boot=n_boot)
+                row.update({"versus": ref, "diff": cmp.mean_diff, "diff_low": cmp.ci_low,
+                            "diff_high": cmp.ci_high, "verdict": cmp.verdict})
+            rows.append(row)
+    return rows

@@ -1,0 +1,87 @@
+"""The pretrained-vs-random-vs-scratch comparison with few labels."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from selfdistill.config import parse_config
+from selfdistill.methods.ema_compare import ARMS, CompareData, compare_arms, label_subset, summarise
+from selfdistill.nn.encoders import TCNEncoder
+from selfdistill.windows import make_windows
+
+
+def _data(n: int = 500) -> CompareData:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = (x[:, 0] > 0.5).long() + (x[:, 0] < -0.5).long() * 2  # learnable from the last bar
+    truth = y.numpy().copy()
+    return CompareData(make_windows(x, 6), y, torch.arange(300), torch.arange(310, 400),
+                       torch.arange(410, n), truth)
+
+
+def test_label_subset_sizes_and_reproducibility() -> None:
+    rows = torch.arange(100, 1100)
+    five = label_subset(rows, 0.05, seed=1)
+    assert len(five) == 50
+    assert torch.equal(five, five.sort().values)
+    assert set(five.tolist()) <= set(rows.tolist())
+    assert torch.equal(five, label_subset(rows, 0.05, seed=1))
+    assert not torch.equal(five, label_subset(rows, 0.05, seed=2))
+    assert len(label_subset(rows, 0.001, seed=1)) == 32  # a floor of 32 labels
+    assert torch.equal(label_subset(rows, 1.0, seed=1), rows)
+    with pytest.raises(ValueError, match="fraction"):
+        label_subset(rows, 0.0, seed=1)
+
+
+def test_compare_runs_every_arm_at_every_fraction_and_scores_test_once() -> None:
+    cfg = parse_config({"model": {"kind": "cnn", "hidden": [8], "window": 6, "dropout": 0.0},
+                        "training": {"epochs": 3, "batch_size": 64, "patience": 2,
+                                     "lr": 0.01}})
+    torch.manual_seed(0)
+    encoder = TCNEncoder(3, [8])
+    before = copy.deepcopy(encoder.state_dict())
+    records = compare_arms(_data(), encoder, cfg, seed=0, fractions=[0.2, 1.0])
+    assert [(r["fraction"], r["arm"]) for r in records] == [
+        (f, a) for f in (0.2, 1.0) for a in ARMS]
+    assert {r["n_labels"] for r in records} == {60, 300}
+    for rec in records:
+        for key in ("val_accuracy", "test_accuracy", "test_nll", "test_accuracy_true"):
+            assert 0.0 <= rec[key] < 10.0
+    full = {r["arm"]: r for r in records if r["fraction"] == 1.0}
+    assert full["scratch"]["test_accuracy"] > 0.6  # the task is learnable from the last bar
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, before[key])  # the caller's encoder is never trained
+
+
+def _records(seeds: int) -> list[dict[str, float | str]]:
+    rng = np.random.default_rng(0)
+    out: list[dict[str, float | str]] = []
+    for seed in range(seeds):
+        for arm, base in zip(ARMS, (0.6, 0.5, 0.62, 0.55), strict=True):
+            out.append({"seed": seed, "fraction": 0.2, "arm": arm,
+                        "test_accuracy": base + 0.01 * rng.standard_normal()})
+    return out
+
+
+def test_summary_has_intervals_and_paired_differences_with_seeds() -> None:
+    table = summarise(_records(6), n_boot=500)
+    by_arm = {r["arm"]: r for r in table}
+    assert set(by_arm) == set(ARMS)
+    probe = by_arm["probe_pretrained"]
+    assert probe["versus"] == "probe_random"
+    assert probe["diff"] == pytest.approx(0.1, abs=0.02)
+    assert probe["diff_low"] > 0
+    assert probe["verdict"] == "better"
+    assert by_arm["finetune_pretrained"]["versus"] == "scratch"
+    assert by_arm["scratch"]["ci_low"] < by_arm["scratch"]["mean"] < by_arm["scratch"]["ci_high"]
+
+
+def test_summary_with_one_seed_claims_nothing() -> None:
+    table = summarise(_records(1), n_boot=100)
+    probe = next(r for r in table if r["arm"] == "probe_pretrained")
+    assert probe["ci_low"] is None
+    assert probe["verdict"] == "no significant difference"
