@@ -11,6 +11,7 @@ from selfdistill.methods.base import Derived, Lineage, Member, Method, TrainData
 from selfdistill.methods.baseline import fit_baseline, fit_label_smoothing, fit_majority
 from selfdistill.methods.born_again import fit_born_again
 from selfdistill.methods.byot import fit_byot
+from selfdistill.methods.ema_teacher import fit_ema_teacher
 from selfdistill.methods.lightgbm import fit_lightgbm
 from selfdistill.methods.snapshot import fit_snapshot
 
@@ -23,6 +24,7 @@ METHODS: dict[str, Method] = {
     "born_again": fit_born_again,
     "byot": fit_byot,
     "snapshot": fit_snapshot,
+    "ema_teacher": fit_ema_teacher,
     "lightgbm": fit_lightgbm,
 }
 
