@@ -49,9 +49,9 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import data, predict, report, run
+    from selfdistill.cli import data, predict, pretrain, report, run
 
-    for module in (data, predict, report, run):
+    for module in (data, predict, pretrain, report, run):
         module.register(app)
 
 
