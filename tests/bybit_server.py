@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import contextlib
 import json
 import threading
 import time
@@ -259,6 +260,8 @@ class FakeBybit:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: list[Request] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0  # most requests being answered at once
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -299,6 +302,11 @@ class FakeBybit:
             number = len(self.requests) + 1
             self.requests.append(Request(number, path, params, time.monotonic()))
             return number
+
+    def _busy(self, change: int) -> None:
+        with self._lock:
+            self.in_flight += change
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     # data
     def now_ms(self) -> int:
@@ -363,16 +371,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read the request log instead
 
+    def handle(self) -> None:
+        # a client that was killed or timed out: nothing left to answer
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().handle()
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         params = {k: v[-1] for k, v in parse_qs(url.query).items()}
         number = self.fake._record(url.path, params)
         fault = self.fake.faults.take(number, url.path)
+        self.fake._busy(+1)
         try:
             time.sleep(self.fake.delay + (fault.delay if fault else 0.0))
             self._answer(url.path, params, fault)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (timeout): nothing to do
+        finally:
+            self.fake._busy(-1)
 
     def _answer(self, path: str, params: dict[str, str], fault: Fault | None) -> None:
         if path != KLINE_PATH:

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +59,13 @@ from selfdistill.data.ratelimit import (
     Sleep,
     TokenBucket,
 )
-from selfdistill.errors import ConfigError, RateLimitError, RetryableError, TransportError
+from selfdistill.errors import (
+    BannedError,
+    ConfigError,
+    RateLimitError,
+    RetryableError,
+    TransportError,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -156,6 +162,7 @@ class BybitClient:
                                   headers={"User-Agent": "selfdistill"},
                                   limits=httpx.Limits(max_connections=concurrency))
         self.requests_made = 0
+        self._banned: BannedError | None = None
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -195,9 +202,14 @@ class BybitClient:
                           cancel: threading.Event | None) -> dict[str, Any]:
         attempts = self.retry.max_retries + 1
         for attempt in range(attempts):
+            if self._banned is not None:  # never knock again on a door that said 403
+                raise BannedError(str(self._banned), status_code=403)
             self.limiter.acquire(cancel)
             try:
                 return self._get_once(params, request)
+            except BannedError as exc:
+                self._banned = exc
+                raise
             except RetryableError as exc:
                 if attempt + 1 == attempts:
                     raise type(exc)(f"{exc}; gave up after {attempts} attempts",
@@ -268,26 +280,35 @@ class BybitClient:
         stores results as they come never holds a hole.
         """
         cancel = threading.Event()
+        failures: list[BaseException] = []
+
+        def work(window: Window) -> WindowResult:
+            try:
+                return self.fetch_window(key, window, cancel)
+            except Cancelled:
+                raise
+            except BaseException as exc:  # stop the other workers at once
+                failures.append(exc)
+                cancel.set()
+                raise
+
         todo = iter(windows)
         pending: deque[Future[WindowResult]] = deque()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="bybit") as pool:
             try:
                 for _ in range(2 * self.concurrency):  # keep the pool busy between yields
-                    self._submit(pool, pending, key, todo, cancel)
+                    _submit(pool, pending, work, todo)
                 while pending:
-                    result = pending.popleft().result()
-                    self._submit(pool, pending, key, todo, cancel)
+                    try:
+                        result = pending.popleft().result()
+                    except Cancelled:  # a later window failed first: raise its error
+                        raise failures[0] from None
+                    _submit(pool, pending, work, todo)
                     yield result
             finally:
                 cancel.set()
                 for future in pending:
                     future.cancel()
-
-    def _submit(self, pool: ThreadPoolExecutor, pending: deque[Future[WindowResult]],
-                key: MarketKey, todo: Iterator[Window], cancel: threading.Event) -> None:
-        window = next(todo, None)
-        if window is not None:
-            pending.append(pool.submit(self.fetch_window, key, window, cancel))
 
     def fetch(self, key: MarketKey, start: TimeLike, end: TimeLike | None = None) -> pd.DataFrame:
         """All closed candles with open time in ``[start, end)`` (end None: now), no store.
@@ -300,3 +321,10 @@ class BybitClient:
         windows = plan_windows(first, stop, key.interval)
         frames = [r.candles for r in self.fetch_windows(key, windows)]
         return pd.concat(frames) if frames else parse_kline_rows([], request=str(key))
+
+
+def _submit(pool: ThreadPoolExecutor, pending: deque[Future[WindowResult]],
+            work: Callable[[Window], WindowResult], todo: Iterator[Window]) -> None:
+    window = next(todo, None)
+    if window is not None:
+        pending.append(pool.submit(work, window))
