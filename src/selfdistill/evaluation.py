@@ -113,8 +113,10 @@ def plan_splits(ds: Dataset, cfg: RunConfig) -> list[Split]:
     """The folds of ``evaluation.scheme``, each checked leak-free.
 
     ``walk_forward`` tiles the last ``split.test`` fraction of rows into
-    ``evaluation.folds`` test blocks, each after a validation block of
-    ``split.val / folds`` rows; a rolling window keeps ``split.train`` of the rows.
+    ``evaluation.folds`` test blocks, each right after a validation block of
+    ``split.val`` of the rows (so the first training window is ``split.train``);
+    a rolling window keeps ``split.train`` of the rows. ``purged_kfold`` carves
+    ``split.val`` of the rows for validation from each fold's training rows.
     """
     ev, sp = cfg.evaluation, cfg.split
     start, end = ds.labels.start, ds.labels.end
@@ -125,7 +127,7 @@ def plan_splits(ds: Dataset, cfg: RunConfig) -> list[Split]:
         return [holdout_split(ds, cfg)]
     if ev.scheme == "walk_forward":
         splits = walk_forward(start, end, n_folds=ev.folds, window=ev.window,
-                              val=sp.val / ev.folds, test=sp.test / ev.folds, purge=sp.purge,
+                              val=sp.val, test=sp.test / ev.folds, purge=sp.purge,
                               embargo=sp.embargo, min_train=int(sp.train * ds.n_rows))
     else:
         splits = purged_kfold(start, end, n_folds=ev.folds, embargo=sp.embargo, val=sp.val,

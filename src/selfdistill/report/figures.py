@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from selfdistill.calibration import apply_temperature, logits_from_proba
 from selfdistill.metrics import reliability_curve
@@ -40,7 +41,7 @@ def to_data_uri(fig: Figure, *, dpi: int = 90) -> str:
     """``data:image/png;base64,...`` of a figure."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi)  # constrained layout sets the margins
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -89,6 +90,7 @@ def generations_figure(series: dict[str, dict[str, list[dict[str, Any]]]],
                            color=("black", "#7f7f7f", "#bcbd22")[j % 3])
         ax.set_title(metric)
         ax.set_xlabel("generation / member")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return fig
@@ -201,6 +203,7 @@ def uncertainty_figure(curves: dict[str, list[float]], measure: str) -> Figure:
     for i, (method, errors) in enumerate(curves.items()):
         ax.plot(np.arange(1, len(errors) + 1), errors, marker="o", label=method,
                 color=_LINE_COLORS[i % len(_LINE_COLORS)])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title=f"error rate vs {measure} quantile", xlabel="quantile (1 = most agreement)",
            ylabel="test error rate")
     ax.grid(alpha=0.3)

@@ -1,0 +1,284 @@
+"""The experiment: planning, per-cell scoring, aggregates, comparisons, the run directory."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from selfdistill.aggregate import add_selected_records, aggregate_records, compare_records
+from selfdistill.config import load_config
+from selfdistill.errors import ConfigError
+from selfdistill.evaluation import (
+    ExperimentCallback,
+    ExperimentResult,
+    backtest_settings,
+    experiment_seeds,
+    plan_cells,
+    plan_splits,
+    run_cell,
+    run_experiment,
+)
+from selfdistill.pipeline import build_dataset, load_candles
+from selfdistill.scoring import BacktestSettings, score_cell
+from tiny_experiment import tiny_config
+
+
+class Recorder(ExperimentCallback):
+    def __init__(self) -> None:
+        self.begin: tuple[int, int] | None = None
+        self.ends: list[tuple[int, int]] = []
+
+    def on_experiment_begin(self, n_cells: int, workers: int) -> None:
+        self.begin = (n_cells, workers)
+
+    def on_cell_end(self, done: int, total: int, info: dict[str, Any]) -> None:
+        self.ends.append((done, total))
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExperimentResult, Recorder]:
+    import torch
+
+    torch.set_num_threads(1)
+    recorder = Recorder()
+    out = tmp_path_factory.mktemp("run") / "exp"
+    return run_experiment(tiny_config(), out_dir=out, workers=1, callbacks=[recorder]), recorder
+
+
+# ------------------------------------------------------------------ planning
+
+
+def test_walk_forward_folds_are_chronological_and_leak_free() -> None:
+    cfg = tiny_config(evaluation={"folds": 3})
+    ds = build_dataset(cfg, *load_candles(cfg))
+    splits = plan_splits(ds, cfg)
+    assert len(splits) == 3
+    for a, b in itertools.pairwise(splits):
+        assert a.test.max() < b.test.min()  # test blocks move forward, never overlap
+    for s in splits:
+        assert s.train.max() < s.val.min() and s.val.max() < s.test.min()  # noqa: PT018
+        # purged: no training label looks at a validation bar
+        assert ds.labels.end[s.train].max() < ds.labels.start[s.val].min()
+
+
+def test_holdout_with_several_folds_is_a_config_error() -> None:
+    cfg = tiny_config(evaluation={"scheme": "holdout", "folds": 3})
+    ds = build_dataset(cfg, *load_candles(cfg))
+    with pytest.raises(ConfigError, match="walk_forward or purged_kfold"):
+        plan_splits(ds, cfg)
+
+
+def test_cells_cover_folds_x_seeds_and_keep_models_of_one() -> None:
+    cfg = tiny_config(evaluation={"folds": 2, "seeds": 3}, seed=10)
+    assert experiment_seeds(cfg) == [10, 11, 12]
+    ds = build_dataset(cfg, *load_candles(cfg))
+    cells = plan_cells(plan_splits(ds, cfg), experiment_seeds(cfg))
+    assert [(c.fold, c.seed) for c in cells] == [(f, s) for f in (0, 1) for s in (10, 11, 12)]
+    assert [(c.fold, c.seed) for c in cells if c.save_models] == [(1, 10)]
+
+
+# ------------------------------------------------------------------ one cell
+
+
+def _cell_inputs(n_val: int = 200, n_test: int = 100) -> tuple[list[dict[str, Any]],
+                                                               pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2024-01-01", periods=n_val + n_test + 5, freq="h", tz="UTC")
+    opens = pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times)))), index=times)
+    frames, records = [], []
+    for split, rows in (("val", np.arange(n_val)), ("test", np.arange(n_val, n_val + n_test))):
+        y = rng.integers(0, 3, len(rows))
+        logits = rng.normal(0, 1, (len(rows), 3)) * 3  # over-confident
+        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        frames.append(pd.DataFrame({"open_time": times[rows], "split": split,
+                                    "method": "baseline", "member": "-", "p_bull": p[:, 0],
+                                    "p_bear": p[:, 1], "p_sideways": p[:, 2], "label": y}))
+        records.append({"method": "baseline", "generation": None, "split": split, "seed": 0,
+                        "fold": 0, "n": len(rows), "accuracy": 0.0})
+    return records, pd.concat(frames, ignore_index=True), opens
+
+
+SETTINGS = BacktestSettings(enabled=True, fee_bps=5.0, slippage_bps=0.0, allow_short=True,
+                            sizing="fixed", uncertainty_gate=None, periods_per_year=8760)
+
+
+def test_score_cell_fits_temperature_on_validation_only() -> None:
+    records, preds, opens = _cell_inputs()
+    scored = score_cell(records, preds, opens=opens, settings=SETTINGS,
+                        class_names=("bull", "bear", "sideways"), seed=0, fold=0)
+    val, test = scored.records[0], scored.records[1]
+    assert val["temperature"] == test["temperature"] > 1.0  # over-confident -> softened
+    assert val["nll_calibrated"] < 1.5
+    changed = preds.copy()
+    changed.loc[changed["split"] == "test", "label"] = 0  # test labels never move T
+    again = score_cell([dict(r) for r in _cell_inputs()[0]], changed, opens=opens,
+                       settings=SETTINGS, class_names=("bull", "bear", "sideways"), seed=0,
+                       fold=0)
+    assert again.records[0]["temperature"] == val["temperature"]
+
+
+def test_score_cell_backtests_test_rows_and_adds_baseline_rows() -> None:
+    records, preds, opens = _cell_inputs()
+    scored = score_cell(records, preds, opens=opens, settings=SETTINGS,
+                        class_names=("bull", "bear", "sideways"), seed=0, fold=0)
+    test = scored.records[1]
+    assert {"sharpe", "total_return", "max_drawdown", "turnover", "random_sharpe"} <= set(test)
+    assert "sharpe" not in scored.records[0]  # validation rows are not traded
+    methods = [r["method"] for r in scored.records[2:]]
+    assert methods == ["buy_and_hold", "always_flat", "random"]
+    assert set(scored.curves["method"]) == {"baseline", "buy_and_hold", "always_flat", "random"}
+    assert len(scored.curves[scored.curves["method"] == "baseline"]) == 100
+
+
+def test_cells_share_nothing(experiment: tuple[ExperimentResult, Recorder]) -> None:
+    cfg = tiny_config(methods=["baseline"])
+    ds = build_dataset(cfg, *load_candles(cfg))
+    cells = plan_cells(plan_splits(ds, cfg), [0])
+    settings = backtest_settings(cfg, ds.interval)
+    alone = run_cell(ds, cells[0], cfg, settings=settings).records
+    run_cell(ds, cells[1], cfg, settings=settings)  # another fold first: nothing carries over
+    after = run_cell(ds, cells[0], cfg, settings=settings).records
+    assert json.dumps(alone, default=str) == json.dumps(after, default=str)
+
+
+# ------------------------------------------------------------------ aggregates / comparisons
+
+
+def _records() -> list[dict[str, Any]]:
+    rng = np.random.default_rng(1)
+    out = []
+    for fold in range(3):
+        for seed in range(4):
+            base = 0.4 + 0.05 * fold + rng.normal(0, 0.002)
+            cell = {"split": "test", "fold": fold, "seed": seed}
+            out.append({"method": "baseline", "generation": None, **cell, "accuracy": base,
+                        "nll": 1.0})
+            for g in (0, 1):
+                out.append({"method": "born_again", "generation": g, **cell,
+                            "accuracy": base + 0.03 * g, "nll": 1.0 - 0.05 * g,
+                            "selected": g == 1})
+    return out
+
+
+def test_aggregates_carry_mean_interval_and_n_with_null_cell() -> None:
+    aggs = aggregate_records(_records(), n_boot=300)
+    base = next(a for a in aggs if a["method"] == "baseline")
+    assert base["fold"] is None and base["seed"] is None  # noqa: PT018
+    assert set(base["accuracy"]) == {"mean", "ci_low", "ci_high", "n"}
+    assert base["accuracy"]["n"] == 12
+    assert base["accuracy"]["ci_low"] < base["accuracy"]["mean"] < base["accuracy"]["ci_high"]
+    gens = sorted(a["generation"] for a in aggs if a["method"] == "born_again")
+    assert gens == [0, 1]
+
+
+def test_selected_records_follow_the_validation_choice() -> None:
+    records = add_selected_records(_records())
+    chosen = [r for r in records if r["method"] == "born_again_selected"]
+    assert len(chosen) == 12
+    assert all(r["selected_from"] == "generation=1" and r["generation"] is None for r in chosen)
+
+
+def test_comparisons_pair_generations_and_methods_with_directed_verdicts() -> None:
+    comps = compare_records(_records(), n_boot=300)
+    by = {(c["kind"], c["candidate"], c["metric"]): c for c in comps}
+    gen1 = by[("vs_first_member", "generation=1", "accuracy")]
+    assert gen1["verdict"] == "better"
+    assert gen1["mean_diff"] == pytest.approx(0.03)
+    assert gen1["n"] == 12
+    assert by[("vs_first_member", "generation=1", "nll")]["verdict"] == "better"  # lower NLL
+    assert by[("vs_baseline", "generation=0", "accuracy")]["verdict"] == "no significant difference"
+    assert by[("vs_baseline", "generation=1", "nll")]["verdict"] == "better"
+
+
+# ------------------------------------------------------------------ the experiment
+
+
+def test_experiment_writes_a_complete_run_directory(
+        experiment: tuple[ExperimentResult, Recorder]) -> None:
+    result, recorder = experiment
+    run = result.run_dir
+    for name in ("config.yaml", "metrics.json", "predictions.parquet", "backtest.parquet",
+                 "prices.parquet", "timings.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "models").rglob("*.safetensors"))
+    assert recorder.begin == (4, 1)
+    assert recorder.ends == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    cells = {(r["fold"], r["seed"]) for r in result.metrics["records"] if not r.get("aggregate")}
+    assert cells == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+def test_experiment_metrics_hold_aggregates_and_comparisons(
+        experiment: tuple[ExperimentResult, Recorder]) -> None:
+    metrics = experiment[0].metrics
+    aggs = [r for r in metrics["records"] if r.get("aggregate")]
+    test_base = next(a for a in aggs if a["method"] == "baseline" and a["split"] == "test")
+    assert test_base["fold"] is None and test_base["seed"] is None  # noqa: PT018
+    for name in ("accuracy", "nll_calibrated", "sharpe", "accuracy_true"):
+        assert test_base[name]["n"] == 4
+    kinds = {c["kind"] for c in metrics["comparisons"]}
+    assert kinds == {"vs_first_member", "vs_baseline", "vs_lightgbm"}
+    compared = {c["metric"] for c in metrics["comparisons"]}
+    assert {"accuracy", "macro_f1", "nll", "ece", "sharpe"} <= compared
+    assert {c["verdict"] for c in metrics["comparisons"]} <= {
+        "better", "worse", "no significant difference"}
+    # born-again generation 0 is the baseline model: identical on every cell
+    same = [c for c in metrics["comparisons"] if c["kind"] == "vs_baseline"
+            and c["method"] == "born_again" and c["candidate"] == "generation=0"
+            and c["metric"] == "accuracy"]
+    assert same[0]["mean_diff"] == 0.0
+
+
+def test_experiment_predictions_have_cells_and_temperatures(
+        experiment: tuple[ExperimentResult, Recorder]) -> None:
+    preds = pd.read_parquet(experiment[0].run_dir / "predictions.parquet")
+    assert set(preds["split"]) == {"val", "test"}
+    assert {"seed", "fold", "temperature", "mutual_information"} <= set(preds.columns)
+    assert preds["temperature"].notna().all()
+    per_cell = preds.groupby(["fold", "seed", "method", "member"])["temperature"].nunique()
+    assert (per_cell == 1).all()  # one temperature per output and cell
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_same_numbers(tmp_path: Path,
+                                           experiment: tuple[ExperimentResult, Recorder]) -> None:
+    result = run_experiment(tiny_config(), out_dir=tmp_path / "w2", workers=2)
+    assert result.workers == 2
+
+    def accuracies(metrics: dict[str, Any]) -> dict[tuple[Any, ...], float]:
+        return {(r["method"], r.get("generation"), r["split"], r["fold"], r["seed"]):
+                r["accuracy"] for r in metrics["records"]
+                if not r.get("aggregate") and "accuracy" in r}
+
+    one, two = accuracies(experiment[0].metrics), accuracies(result.metrics)
+    assert one.keys() == two.keys()
+    assert max(abs(one[k] - two[k]) for k in one) < 0.02  # thread count may move last bits
+
+
+def test_shipped_config_plans_folds_on_a_csv_of_daily_candles(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = 2500
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0003, 0.02, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    frame = pd.DataFrame({
+        "Date": pd.date_range("2017-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        "Open": open_, "High": np.maximum(open_, close) * 1.01,
+        "Low": np.minimum(open_, close) * 0.99, "Close": close,
+        "Volume": rng.lognormal(10, 0.5, n)})
+    path = tmp_path / "daily.csv"
+    frame.to_csv(path, index=False)
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "walk_forward.yaml"
+    cfg = load_config(shipped, ["data.source=csv", f"data.path={path}",
+                                "backtest.periods_per_year=365"])
+    candles, truth, interval = load_candles(cfg)
+    ds = build_dataset(cfg, candles, truth, interval)
+    splits = plan_splits(ds, cfg)
+    assert interval == "D"
+    assert len(splits) == cfg.evaluation.folds == 4
+    assert all(min(s.sizes.values()) > 100 for s in splits)
+    assert backtest_settings(cfg, interval).periods_per_year == 365.0
