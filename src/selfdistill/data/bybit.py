@@ -52,6 +52,7 @@ from selfdistill.data.klinetime import (
     to_ms,
 )
 from selfdistill.data.ratelimit import (
+    BYBIT_LIMIT_PER_5S,
     DEFAULT_RATE,
     Cancelled,
     Clock,
@@ -155,6 +156,10 @@ class BybitClient:
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
         self.limiter = TokenBucket(rate, burst, clock=clock, sleep=sleep)
+        if self.limiter.burst + 5 * self.limiter.rate > BYBIT_LIMIT_PER_5S:
+            logger.warning("rate %g/s with bursts of %g can exceed Bybit's %d requests per 5 s "
+                           "per IP; expect rate-limit errors or a 403 ban", rate,
+                           self.limiter.burst, BYBIT_LIMIT_PER_5S)
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._rng = random.Random(seed)

@@ -5,7 +5,8 @@ exchange says                                  raised                 retried
 =============================================  =====================  =========
 retCode 10001 (bad parameter, unknown symbol)  BadRequestError        no
 HTTP 403 (IP banned, region blocked)           BannedError            no
-other retCode, other HTTP 4xx                  ExchangeError          no
+other HTTP 4xx                                 BadRequestError        no
+any other retCode                              ExchangeError          no
 retCode 10006 / 10018, HTTP 429                RateLimitError         yes
 retCode 10000 / 10016, HTTP 5xx                ServerError            yes
 timeout, cut body, non-JSON body               TransportError         yes

@@ -5,7 +5,8 @@ backoff schedule of a long outage in microseconds and assert the exact waits.
 
 Bybit allows 600 requests per 5 s per IP across the whole API; the default
 here (10 requests/s, bursts of 10, so at most 60 in any 5 s) leaves the rest of
-that budget to whatever else the user runs from the same address.
+that budget to whatever else the user runs from the same address. A bucket
+allows at most ``burst + rate * t`` requests in any ``t`` seconds.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_RATE", "Cancelled", "RetryPolicy", "TokenBucket", "max_in_window"]
+__all__ = ["BYBIT_LIMIT_PER_5S", "DEFAULT_RATE", "Cancelled", "RetryPolicy", "TokenBucket",
+           "max_in_window"]
 
 logger = logging.getLogger(__name__)
 
 #: Default client-side request rate (requests per second).
 DEFAULT_RATE = 10.0
+#: Bybit's limit per IP over the whole API.
+BYBIT_LIMIT_PER_5S = 600
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -37,7 +41,8 @@ class TokenBucket:
 
     Args:
         rate: tokens added per second (the sustained request rate), > 0.
-        burst: bucket size (requests allowed back to back); default ``max(1, rate)``.
+        burst: bucket size (requests allowed back to back); default ``rate`` capped
+            to [1, 10], so a raised rate does not also raise the burst.
         clock: monotonic time in seconds (``time.monotonic``).
         sleep: how to wait; tests pass a fake that advances ``clock``. The default
             (None) sleeps for real and wakes early when the caller's ``cancel`` is set.
@@ -52,7 +57,7 @@ class TokenBucket:
         if not rate > 0:
             raise ValueError(f"rate must be > 0 requests per second, got {rate!r}")
         self.rate = float(rate)
-        self.burst = float(burst) if burst is not None else max(1.0, self.rate)
+        self.burst = float(burst) if burst is not None else min(10.0, max(1.0, self.rate))
         if self.burst < 1:
             raise ValueError(f"burst must be >= 1 request, got {burst!r}")
         self._clock = clock
