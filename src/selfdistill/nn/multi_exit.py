@@ -140,11 +140,15 @@ class MultiExitMLP(nn.Module):
         for i, block in enumerate(self.blocks):
             h = block(h)  # (B_live, hidden[i])
             z = self._exit(i, h)[0]  # (B_live, C)
-            done = torch.softmax(z.float(), dim=-1).amax(dim=-1) >= threshold
-            if i == self.depth - 1 or bool(done.all()):  # everyone left: no indexing needed
+            if i == self.depth - 1:
                 out[live], where[live] = z, i
                 break
-            if bool(done.any()):
+            done = torch.softmax(z.float(), dim=-1).amax(dim=-1) >= threshold
+            n_done = int(done.sum())
+            if n_done == len(live):  # everyone left: no indexing needed
+                out[live], where[live] = z, i
+                break
+            if n_done:
                 out[live[done]], where[live[done]] = z[done], i
                 live, h = live[~done], h[~done]
         return out, where
