@@ -270,3 +270,10 @@ def test_load_or_fetch_rejects_bad_input_before_any_path(tmp_path: Path, fake: F
         load_or_fetch(config(fake, tmp_path, start="yesterday-ish"))
     assert list(tmp_path.iterdir()) == []
     assert fake.request_count == 0
+
+
+def test_an_unwritable_data_dir_is_a_clear_error(tmp_path: Path, client: BybitClient) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="cannot write the candle store"):
+        CandleStore(blocker).update(KEY, client, T("2024-01-01"), T("2024-01-02"))

@@ -124,7 +124,7 @@ class BybitClient:
             or a local server such as ``http://127.0.0.1:8123``.
         timeout: seconds to wait for each response.
         rate: requests per second allowed by the client-side token bucket.
-        burst: requests allowed back to back (default: ``rate``).
+        burst: requests allowed back to back (default: ``rate`` capped to [1, 10]).
         concurrency: windows in flight at once in :meth:`fetch_windows` (1-16).
         retry: backoff policy for retryable faults.
         clock: monotonic seconds for the limiter; ``wall_clock``: epoch seconds, used
@@ -166,7 +166,8 @@ class BybitClient:
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout,
                                   headers={"User-Agent": "selfdistill"},
                                   limits=httpx.Limits(max_connections=concurrency))
-        self.requests_made = 0
+        self.requests_made = 0  # HTTP requests sent, retries included
+        self._count_lock = threading.Lock()
         self._banned: BannedError | None = None
 
     def close(self) -> None:
@@ -239,7 +240,8 @@ class BybitClient:
             raise Cancelled
 
     def _get_once(self, params: dict[str, Any], request: str) -> dict[str, Any]:
-        self.requests_made += 1
+        with self._count_lock:
+            self.requests_made += 1
         try:
             response = self._http.get(KLINE_PATH, params=params)
         except httpx.TimeoutException as exc:

@@ -36,7 +36,13 @@ import pandas as pd
 from selfdistill.data.bybit import BybitClient, WindowResult
 from selfdistill.data.candles import gap_table, save_candles, validate_candles
 from selfdistill.data.intervals import INTERVALS
-from selfdistill.data.klinetime import CATEGORIES, MarketKey, plan_windows, resolve_range
+from selfdistill.data.klinetime import (
+    CATEGORIES,
+    MarketKey,
+    ceil_open,
+    plan_windows,
+    resolve_range,
+)
 from selfdistill.data.storefile import (
     COLUMNS,
     Manifest,
@@ -180,6 +186,7 @@ class CandleStore:
             ExchangeError, DataError: the fetch failed; every window before the failed
                 one is committed first.
         """
+        first, stop = ceil_open(first, key.interval), ceil_open(stop, key.interval)
         with self._locked(key):
             todo = self.missing(key, first, stop)
             plans = [plan_windows(a, b, key.interval, newest_first=back) for a, b, back in todo]
@@ -220,8 +227,13 @@ class CandleStore:
     def _locked(self, key: MarketKey) -> Iterator[None]:
         """Hold ``<interval>.lock`` so two fetches never write one dataset at once."""
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "a+b") as handle:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path.with_suffix(".lock"), "a+b")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise DataError(f"cannot write the candle store at {path.parent} ({exc}); "
+                            "choose another --data-dir / data.bybit.data_dir") from exc
+        with handle:
             try:
                 import fcntl
             except ImportError:  # pragma: no cover - Windows: no advisory lock
