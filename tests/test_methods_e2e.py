@@ -149,3 +149,16 @@ def test_byot_and_snapshot_metrics_are_deterministic(tmp_path: Path) -> None:
         assert _run("all_methods.yaml", overrides, tmp_path / f"r{i}") == 0
         texts.append((tmp_path / f"r{i}" / "metrics.json").read_text())
     assert texts[0] == texts[1]  # latency lives in timings.json, not in the metrics
+
+
+def test_method_picks_one_method(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "one.yaml"
+    config.write_text("name: one\nmethod: snapshot\n")
+    args = ["run", str(config), "--out", str(tmp_path / "one"), "--no-report"]
+    for item in [*SMALL, "snapshot.cycles=2", "snapshot.epochs_per_cycle=1"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert {r["method"] for r in _records(tmp_path / "one")} == {"snapshot", "snapshot_ensemble"}
+    both = main(["run", str(config), "--out", str(tmp_path / "both"), "--set", "methods=[byot]"])
+    assert both == 2
+    assert "not both" in capsys.readouterr().err

@@ -323,6 +323,19 @@ class RunConfig(_Section):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_method(cls, raw: Any) -> Any:
+        """``method: byot`` is shorthand for ``methods: [byot]``."""
+        if not isinstance(raw, dict) or "method" not in raw:
+            return raw
+        if "methods" in raw:
+            raise ValueError("give either 'method' (one method) or 'methods' (a list), not "
+                             "both; e.g. --set methods=[byot] replaces the config's list")
+        raw = dict(raw)
+        raw["methods"] = [raw.pop("method")]
+        return raw
+
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
