@@ -11,6 +11,7 @@ import itertools
 import random
 import threading
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -370,3 +371,26 @@ def test_retry_policy_delays() -> None:
     with pytest.raises(ValueError, match="max_retries"):
         RetryPolicy(max_retries=-1)
 
+
+
+def test_the_fake_server_answers_like_bybit(fake: FakeBybit) -> None:
+    """The oracle itself: string fields, newest first, start rounded down, limit 200 / 1000."""
+    start = int(T("2024-01-01 10:00:30").timestamp() * 1000)  # inside the 10:00 candle
+    body = httpx.get(f"{fake.url}/v5/market/kline",
+                     params={"symbol": "BTCUSDT", "interval": "1", "start": start}).json()
+    assert (body["retCode"], body["retMsg"]) == (0, "OK")
+    rows = body["result"]["list"]
+    assert len(rows) == 200  # default limit; the newest 200 of the range
+    assert all(isinstance(v, str) for row in rows for v in row)
+    assert int(rows[0][0]) > int(rows[-1][0])  # newest first
+    capped = httpx.get(f"{fake.url}/v5/market/kline", params={
+        "symbol": "BTCUSDT", "interval": "1", "start": start, "limit": 5000,
+        "end": start + 2000 * 60_000}).json()["result"]["list"]
+    assert len(capped) == 1000
+    exact = httpx.get(f"{fake.url}/v5/market/kline", params={
+        "symbol": "BTCUSDT", "interval": "1", "start": start, "end": start + 60_000}).json()
+    assert [r[0] for r in exact["result"]["list"]] == [
+        str(start - 30_000 + 60_000), str(start - 30_000)]  # 10:01 and the rounded-down 10:00
+    unknown = httpx.get(f"{fake.url}/v5/market/kline",
+                        params={"symbol": "NOPE", "interval": "1"}).json()
+    assert (unknown["retCode"], unknown["retMsg"]) == (10001, "Not supported symbols")
