@@ -264,6 +264,13 @@ def _epoch_record(state: PretrainState, loss: float, xm: Tensor, e: Any,
     return rec
 
 
+def _fingerprint(cfg: Any, seed: int, n_rows: int) -> dict[str, Any]:
+    """What must not change between a checkpoint and the run resuming from it."""
+    return {"seed": seed, "rows": n_rows, "model": cfg.model.model_dump(mode="json"),
+            "ema_teacher": cfg.ema_teacher.model_dump(mode="json", exclude=_DOWNSTREAM_KEYS),
+            "optimizer": cfg.training.optimizer}
+
+
 def pretrain(data: TrainData, cfg: Any, *, seed: int, out_dir: str | Path | None = None,
              resume: bool = True, callbacks: Sequence[Callback] = ()) -> PretrainResult:
     """Pretrain an encoder on the training windows of ``data`` without labels.
@@ -276,24 +283,19 @@ def pretrain(data: TrainData, cfg: Any, *, seed: int, out_dir: str | Path | None
         resume: continue from a checkpoint in ``out_dir`` (same config required).
         callbacks: get ``on_epoch_end`` with each history record.
     """
-    e, window = cfg.ema_teacher, cfg.model.window
-    x = windowed(data, window)
-    window = int(x.shape[2])
-    rows = pretrain_rows(data, window)
+    e, x = cfg.ema_teacher, windowed(data, cfg.model.window)
+    rows = pretrain_rows(data, int(x.shape[2]))
     state = build_state(x.shape[1], len(rows), cfg, seed=seed, device=x.device)
-    spec = encoder_spec_of(cfg, int(x.shape[1]), window)
-    fingerprint = {"seed": seed, "rows": len(rows), "model": cfg.model.model_dump(mode="json"),
-                   "ema_teacher": e.model_dump(mode="json", exclude=_DOWNSTREAM_KEYS),
-                   "optimizer": cfg.training.optimizer}
+    spec, fingerprint = encoder_spec_of(cfg, x.shape[1], x.shape[2]), _fingerprint(cfg, seed,
+                                                                                   len(rows))
     if out_dir is not None and resume and (Path(out_dir) / "pretrain.json").is_file():
         restore_state(state, *read_checkpoint(out_dir), expect=fingerprint)
         log.info("resuming pretraining at epoch %d from %s", state.epoch, out_dir)
     monitor = CollapseMonitor(cfg.model.hidden[-1], e.prototypes if e.form == "dino" else None)
     xm = x[_monitor_rows(rows, e.monitor_rows)]  # (M, F, W): the only materialised copy
-    label = f"ema_teacher pretrain ({e.form})"
+    label, t0 = f"ema_teacher pretrain ({e.form})", time.perf_counter()
     for cb in callbacks:
         cb.on_fit_begin(label, e.epochs)
-    t0 = time.perf_counter()
     state.student.train()
     while state.epoch < e.epochs:
         loss = _run_epoch(state, x, rows, e)
