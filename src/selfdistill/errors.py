@@ -24,8 +24,6 @@ The CLI maps ``exit_code`` to the process exit status and prints one line.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
-
 __all__ = [
     "BadRequestError",
     "BannedError",
@@ -107,8 +105,12 @@ class ModelFileError(SelfDistillError):
     """A model file is missing, tampered with, truncated, or from a newer version."""
 
 
-class NotFittedError(SelfDistillError, _SklearnNotFittedError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(SelfDistillError, ValueError, AttributeError):
+    """An estimator or scaler was used before ``fit``.
+
+    Same bases as scikit-learn's ``NotFittedError`` (ValueError, AttributeError),
+    without importing scikit-learn here: the CLI must start fast.
+    """
 
 
 class TrainingError(SelfDistillError, RuntimeError):

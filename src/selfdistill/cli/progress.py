@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selfdistill.training.loop import Callback
+from selfdistill.training.callbacks import Callback
 
 __all__ = ["ProgressCallback", "console", "results_table"]
 

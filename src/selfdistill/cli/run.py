@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from selfdistill.config import load_config
-from selfdistill.runs import execute
 
 __all__ = ["register"]
 
@@ -17,6 +16,7 @@ __all__ = ["register"]
 def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite: bool,
          report: bool) -> None:
     from selfdistill.cli.progress import ProgressCallback, console, results_table, stdout
+    from selfdistill.runs import execute
 
     cfg = load_config(config, overrides)
     t0 = time.perf_counter()
@@ -25,12 +25,9 @@ def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite:
                                    callbacks=[ProgressCallback(progress)])
     stdout.print(results_table(metrics["records"], title=f"{cfg.name}: seed {cfg.seed}"))
     if report and cfg.report.enabled:
-        try:
-            from selfdistill.report import write_report
-        except ImportError:  # the report package is optional in a partial install
-            write_report = None
-        if write_report is not None:
-            write_report(run_dir)
+        from selfdistill.report import write_report
+
+        write_report(run_dir)
     console.print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.1f} s)")
 
 

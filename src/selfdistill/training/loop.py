@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfdistill.errors import TrainingError
+from selfdistill.training.callbacks import Callback
 
 __all__ = [
     "Callback",
@@ -40,19 +41,6 @@ log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 #: ``val_fn(model, xb, yb) -> (B,) per-sample validation loss``.
 ValFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
-
-
-class Callback:
-    """Hooks the loop calls; the CLI turns them into a progress bar. No-ops by default."""
-
-    def on_fit_begin(self, label: str, epochs: int) -> None:
-        """A call to :func:`fit` starts; ``label`` names it (e.g. "born_again gen 2")."""
-
-    def on_epoch_end(self, label: str, record: dict[str, float]) -> None:
-        """An epoch finished; ``record`` is its history row."""
-
-    def on_fit_end(self, label: str, history: list[dict[str, float]]) -> None:
-        """A call to :func:`fit` ended (early stop included)."""
 
 
 @dataclass

@@ -1,0 +1,109 @@
+"""Regime probabilities for new candles from a saved model (behind ``selfdistill predict``).
+
+Features are computed with the same causal functions and the model's stored
+training statistics (scaler), then every member (generation) predicts; the
+selected member gives the probabilities and the regime, the others the
+uncertainty. The torch forward is the one the run used, so on the same bars the
+numbers equal the run's ``predictions.parquet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from selfdistill.errors import ConfigError, ModelFileError
+from selfdistill.modeldir import MANIFEST, ModelBundle, load_bundle_models
+from selfdistill.modelfile import refuse_pickle
+from selfdistill.uncertainty import disagreement, entropy
+
+__all__ = ["predict_candles", "resolve_model_dir"]
+
+
+def resolve_model_dir(path: Path, method: str | None) -> Path:
+    """A model directory, or ``<run>/models/<method>`` of a run directory."""
+    refuse_pickle(path)
+    if path.is_file() and path.name == MANIFEST:
+        path = path.parent
+    if (path / MANIFEST).is_file() and method is None:
+        return path
+    models = path / "models"
+    if not models.is_dir():
+        raise ModelFileError(f"'{path}' is neither a model directory ({MANIFEST}) nor a run "
+                             "directory (models/)")
+    choices = sorted(p.name for p in models.iterdir() if (p / MANIFEST).is_file())
+    if method is None:
+        method = "born_again" if "born_again" in choices else (
+            choices[0] if len(choices) == 1 else None)
+    if method not in choices:
+        raise ConfigError(f"--method {method!r} is not among the run's models; choose one of: "
+                          f"{', '.join(choices) or '(none saved)'}")
+    return models / method
+
+
+def _features(bundle: ModelBundle, candles: pd.DataFrame) -> pd.DataFrame:
+    from selfdistill.config import FeaturesConfig
+    from selfdistill.features import compute_features
+
+    if bundle.feature_config is None:
+        raise ModelFileError(f"'{bundle.path}' stores no feature config (trained on custom "
+                             "features); predict with SelfDistillClassifier.load() instead")
+    feats = compute_features(candles, FeaturesConfig.model_validate(bundle.feature_config))
+    missing = [c for c in bundle.feature_names if c not in feats.columns]
+    if missing:
+        raise ModelFileError(f"'{bundle.path}' expects features {missing} that its feature "
+                             "config does not produce")
+    return feats[list(bundle.feature_names)]
+
+
+def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
+    """Per bar: class probabilities, predicted regime and uncertainty.
+
+    Rows whose features are incomplete (warm-up bars, windows across a gap) get
+    NaN probabilities and no regime.
+    """
+    from selfdistill.features import Scaler
+    from selfdistill.methods import Member  # also registers every method's model builder
+
+    models, bundle = load_bundle_models(model_dir)
+    if bundle.scaler is None:
+        raise ModelFileError(f"'{bundle.path}' stores no scaler statistics")
+    kinds = {meta["spec"].get("kind") for meta in bundle.member_meta}
+    if kinds & {"cnn", "gru"}:
+        raise ModelFileError(f"'{bundle.path}' holds window models ({sorted(kinds)}); "
+                             "predict serves models over per-bar features")
+    feats = _features(bundle, candles)
+    raw = feats.to_numpy(dtype=np.float64)
+    ok = np.isfinite(raw).all(axis=1)
+    x = torch.as_tensor(Scaler.from_dict(bundle.scaler).transform(raw[ok]), dtype=torch.float32)
+    members = [Member(keys, model, output=meta.get("output")) for keys, model, meta
+               in zip(bundle.member_keys, models, bundle.member_meta, strict=True)]
+    probs = np.stack([torch.softmax(m.logits(x).double() / bundle.temperature, dim=-1).numpy()
+                      for m in members])  # (M, N_ok, C)
+    return _frame(feats.index, ok, probs, bundle)
+
+
+def _frame(index: pd.Index, ok: np.ndarray, probs: np.ndarray,
+           bundle: ModelBundle) -> pd.DataFrame:
+    n, n_classes = len(index), probs.shape[2]
+    selected = np.full((n, n_classes), np.nan)
+    selected[ok] = probs[bundle.selected]
+    out = pd.DataFrame({"open_time": index})
+    for c, name in enumerate(bundle.classes):
+        out[f"p_{name}"] = selected[:, c]
+    pred = np.full(n, -1, dtype=np.int64)
+    pred[ok] = probs[bundle.selected].argmax(axis=1)
+    out["pred"] = pd.array(np.where(ok, pred, 0), dtype="Int64")
+    out.loc[~ok, "pred"] = pd.NA
+    out["regime"] = pd.Series([str(bundle.classes[p]) if o else None
+                               for p, o in zip(pred, ok, strict=True)], dtype="string")
+    measures = disagreement(probs) if probs.shape[0] > 1 else {"entropy": entropy(probs[0])}
+    for name, values in measures.items():
+        column = np.full(n, np.nan)
+        column[ok] = values
+        out[name] = column
+    out["uncertainty"] = out["mutual_information" if probs.shape[0] > 1 else "entropy"]
+    return out
