@@ -67,6 +67,19 @@ def test_walk_forward_folds_are_chronological_and_leak_free() -> None:
         assert ds.labels.end[s.train].max() < ds.labels.start[s.val].min()
 
 
+def test_purged_kfold_tests_every_block_once_without_overlap() -> None:
+    cfg = tiny_config(evaluation={"scheme": "purged_kfold", "folds": 3})
+    ds = build_dataset(cfg, *load_candles(cfg))
+    splits = plan_splits(ds, cfg)
+    tested = np.concatenate([s.test for s in splits])
+    assert np.array_equal(np.sort(tested), np.arange(ds.n_rows))
+    start, end = ds.labels.start, ds.labels.end
+    for s in splits:
+        lo, hi = start[s.test].min(), end[s.test].max()
+        overlaps = (end[s.train] >= lo) & (start[s.train] <= hi)
+        assert not overlaps.any()  # no training label interval touches the test block
+
+
 def test_holdout_with_several_folds_is_a_config_error() -> None:
     cfg = tiny_config(evaluation={"scheme": "holdout", "folds": 3})
     ds = build_dataset(cfg, *load_candles(cfg))

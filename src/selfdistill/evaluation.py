@@ -12,7 +12,8 @@
 Nothing fitted in one cell reaches another: each cell builds its own scaler,
 models and temperatures from its own training / validation rows. Cells run in
 a process pool (``spawn``, so no forked torch state) with at most ``workers``
-cells in flight; the dataset travels to each worker once. Seeds are
+cells in flight; the dataset travels to each worker once. Each cell uses
+:data:`CELL_THREADS` torch thread (in this process too, restored afterwards). Seeds are
 ``cfg.seed, cfg.seed + 1, ...``; every random choice inside a cell derives from
 its seed, so the results do not depend on the number of workers.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -184,6 +184,10 @@ def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: Any) -> Non
 # ------------------------------------------------------------------ the pool
 
 _WORKER: dict[str, Any] = {}
+#: torch threads per cell. The models are tiny: intra-op threads cost more than they
+#: give (3-6x slower with 2 threads on a busy 2-core machine, benchmarks/bench_workers.py);
+#: parallelism comes from the workers.
+CELL_THREADS = 1
 
 
 def _init_worker(ds: Dataset, cfg: RunConfig, settings: BacktestSettings, run_dir: Path,
@@ -201,19 +205,25 @@ def _work(cell: Cell) -> CellResult:
 
 def _in_process(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: BacktestSettings,
                 run_dir: Path, callbacks: Sequence[Callback]) -> Iterator[CellResult]:
+    import torch
+
     fit_callbacks = [cb for cb in callbacks if not isinstance(cb, ExperimentCallback)]
-    for cell in cells:
-        yield run_cell(ds, cell, cfg, settings=settings, run_dir=run_dir,
-                       callbacks=fit_callbacks)
+    before = torch.get_num_threads()
+    torch.set_num_threads(CELL_THREADS)
+    try:
+        for cell in cells:
+            yield run_cell(ds, cell, cfg, settings=settings, run_dir=run_dir,
+                           callbacks=fit_callbacks)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _in_pool(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: BacktestSettings,
              run_dir: Path, workers: int) -> Iterator[CellResult]:
     """Results as cells finish; at most ``workers`` cells in flight (bounded memory)."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(ds, cfg, settings, run_dir, threads)) as pool:
+                             initargs=(ds, cfg, settings, run_dir, CELL_THREADS)) as pool:
         queue = list(reversed(cells))
         running: set[Future[CellResult]] = set()
         while queue or running:
