@@ -70,7 +70,7 @@ def results_table(records: Iterable[dict[str, Any]], *, title: str) -> Table:
         for name in ("acc", "F1", "NLL", "ECE"):
             table.add_column(f"{split} {name}", justify="right")
     if has_truth:
-        table.add_column("test acc\nvs truth", justify="right")
+        table.add_column("test acc (truth)", justify="right")
     for (method, member), splits in by_key.items():
         chosen = any(r.get("selected") for r in splits.values())
         cells = [method, member + (" *" if chosen else "")]

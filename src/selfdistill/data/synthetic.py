@@ -61,12 +61,15 @@ class RegimeParams:
     volume: float
 
 
-#: Bull, bear, sideways: trends drift +-0.07 % a bar (so the market has no net
+#: Bull, bear, sideways: trends drift +-0.15 % a bar (so the market has no net
 #: drift in the long run), bears are the most volatile and most traded,
-#: sideways is calm and thinly traded.
+#: sideways is calm and thinly traded. The drift is strong enough that the
+#: default forward-return labels (h = 12) are predictable from causal features
+#: well above the majority rate (~0.45 vs ~0.36 for a logistic regression) yet
+#: far from trivially, which is what makes the synthetic market a useful bench.
 DEFAULT_PARAMS: tuple[RegimeParams, ...] = (
-    RegimeParams(drift=0.0007, vol=0.007, volume=1200.0),
-    RegimeParams(drift=-0.0007, vol=0.010, volume=1500.0),
+    RegimeParams(drift=0.0015, vol=0.007, volume=1200.0),
+    RegimeParams(drift=-0.0015, vol=0.010, volume=1500.0),
     RegimeParams(drift=0.0, vol=0.0045, volume=700.0),
 )
 
