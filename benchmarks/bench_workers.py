@@ -1,12 +1,13 @@
 """Speed-up of the experiment with 2 worker processes vs 1, measured in one run.
 
-    .venv/bin/python benchmarks/bench_workers.py [--bars 5000] [--folds 4] [--seeds 4]
+    .venv/bin/python benchmarks/bench_workers.py [--config configs/walk_forward.yaml]
+                                                 [--set evaluation.seeds=2 ...]
 
-Runs the same walk-forward experiment (folds x seeds cells, every method
-retrained per cell) with ``workers=1`` (in this process) and ``workers=2``
-(spawn pool); every cell uses one torch thread either way (see
-``evaluation.CELL_THREADS``). Prints both wall times, the speed-up, and whether
-the two runs produced the same test accuracies. Worker start-up
+Runs the shipped walk-forward experiment (folds x seeds cells, every method
+retrained per cell; another config with ``--config``) with ``workers=1`` (in
+this process) and ``workers=2`` (spawn pool); every cell uses one torch thread
+either way (``evaluation.CELL_THREADS``). Prints both wall times, the speed-up,
+and whether the two runs produced the same test accuracies. Worker start-up
 (importing torch in each spawned process) is included: it is what a user pays.
 On a machine shared with other jobs the ratio moves with their load; the
 script prints the load average and, for scale, the speed-up two processes get
@@ -24,22 +25,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from selfdistill.config import parse_config
+from selfdistill.config import load_config
 from selfdistill.evaluation import run_experiment
 
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "walk_forward.yaml"
 
-def bench_config(bars: int, folds: int, seeds: int) -> Any:
-    return parse_config({
-        "name": "bench_workers", "device": "cpu",
-        "data": {"synthetic": {"n_bars": bars}},
-        "model": {"hidden": [32, 32]},
-        "training": {"epochs": 8, "patience": 0},
-        "methods": ["baseline", "born_again", "lightgbm"],
-        "born_again": {"generations": 2},
-        "lightgbm": {"n_estimators": 100},
-        "evaluation": {"scheme": "walk_forward", "folds": folds, "seeds": seeds,
-                       "bootstrap": 500},
-    })
+
+def bench_config(path: Path, overrides: list[str]) -> Any:
+    return load_config(path, overrides)
 
 
 def _spin(n: int) -> float:
@@ -72,19 +65,23 @@ def _accuracies(metrics: dict[str, Any]) -> dict[tuple[Any, ...], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=int, default=5000)
-    parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--config", type=Path, default=SHIPPED)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override, e.g. --set evaluation.seeds=2")
     args = parser.parse_args()
-    cfg = bench_config(args.bars, args.folds, args.seeds)
-    cells = args.folds * args.seeds
-    print(f"cells: {cells} ({args.folds} folds x {args.seeds} seeds), {args.bars} bars, "
-          f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
+    cfg = bench_config(args.config, args.overrides)
+    ev = cfg.evaluation
+    cells = ev.folds * ev.seeds
+    print(f"{args.config.name}: {cells} cells ({ev.folds} folds x {ev.seeds} seeds), "
+          f"methods {', '.join(cfg.methods)}; cpus: {os.cpu_count()}, "
+          f"load average before: {os.getloadavg()[0]:.1f}")
     seconds: dict[int, float] = {}
     accuracy: dict[int, dict[tuple[Any, ...], float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up: imports and first-call costs of this process are not the pool's merit
-        run_experiment(bench_config(1500, 1, 1), out_dir=Path(tmp) / "warm", workers=1)
+        warm = bench_config(args.config, [*args.overrides, "evaluation.seeds=1",
+                                          "evaluation.folds=1", "evaluation.scheme=holdout"])
+        run_experiment(warm, out_dir=Path(tmp) / "warm", workers=1)
         for workers in (1, 2):
             t0 = time.perf_counter()
             result = run_experiment(cfg, out_dir=Path(tmp) / f"w{workers}", workers=workers)
