@@ -38,7 +38,7 @@ from selfdistill.errors import ConfigError
 from selfdistill.pipeline import Dataset, build_dataset, holdout_split, load_candles, run_fold
 from selfdistill.scoring import BacktestSettings, score_cell
 from selfdistill.splits import Split, check_no_leak, purged_kfold, walk_forward
-from selfdistill.training.loop import Callback
+from selfdistill.training.callbacks import Callback, ExperimentCallback
 
 __all__ = [
     "Cell",
@@ -55,16 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class ExperimentCallback(Callback):
-    """Progress of a whole experiment (cells finish in any order when parallel)."""
-
-    def on_experiment_begin(self, n_cells: int, workers: int) -> None:
-        """The experiment starts ``n_cells`` cells on ``workers`` processes."""
-
-    def on_cell_end(self, done: int, total: int, info: dict[str, Any]) -> None:
-        """A cell finished; ``info`` has its fold, seed, seconds and test accuracy."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +197,7 @@ def _in_process(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: Ba
                 run_dir: Path, callbacks: Sequence[Callback]) -> Iterator[CellResult]:
     import torch
 
-    fit_callbacks = [cb for cb in callbacks if not isinstance(cb, ExperimentCallback)]
+    fit_callbacks = list(callbacks)  # ExperimentCallbacks may follow training too
     before = torch.get_num_threads()
     torch.set_num_threads(CELL_THREADS)
     try:

@@ -264,13 +264,3 @@ def run_fold(ds: Dataset, split: Split, cfg: RunConfig, *, seed: int, fold: int 
     records, predictions, unc = evaluate_lineages(ds, split, lineages, x, base=base)
     return FoldResult(records, predictions, lineages, scaler, unc, timings)
 
-
-def run_holdout(cfg: RunConfig, *, callbacks: Sequence[Callback] = ()
-                ) -> tuple[Dataset, Split, FoldResult]:
-    """The single-split experiment: load, build, split, fit every method, evaluate."""
-    candles, truth, interval = load_candles(cfg)
-    ds = build_dataset(cfg, candles, truth, interval)
-    split = holdout_split(ds, cfg)
-    log.info("rows: train %d, val %d, test %d", len(split.train), len(split.val),
-             len(split.test))
-    return ds, split, run_fold(ds, split, cfg, seed=cfg.seed, callbacks=callbacks)

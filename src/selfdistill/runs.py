@@ -143,22 +143,3 @@ def read_predictions(run_dir: str | Path) -> pd.DataFrame:
         raise DataError(f"'{run_dir}' is not a run directory (no predictions.parquet)")
     return pd.read_parquet(path)
 
-
-def execute(cfg: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
-            callbacks: Any = ()) -> tuple[Path, dict[str, Any]]:
-    """Run the experiment a config describes and write its run directory."""
-    from selfdistill.pipeline import run_holdout
-
-    run_dir = create_run_dir(out, cfg, overwrite=overwrite)
-    ds, split, result = run_holdout(cfg, callbacks=callbacks)
-    common = model_metadata(cfg, scaler=result.scaler.to_dict(),
-                            feature_names=list(ds.features.columns),
-                            class_names=list(ds.labels.class_names), interval=ds.interval)
-    for lineage in result.lineages:
-        save_lineage_models(run_dir, lineage, common)
-    sizes = {name: len(getattr(split, name)) for name in ("train", "val", "test")}
-    write_run(run_dir, cfg, records=result.records, predictions=result.predictions,
-              uncertainty=result.uncertainty, timings=result.timings,
-              extra={"rows": sizes, "class_names": list(ds.labels.class_names),
-                     "interval": ds.interval})
-    return run_dir, read_metrics(run_dir)

@@ -42,7 +42,7 @@ class _PretrainProgress(ProgressCallback):
                 f"rank {record['effective_rank']:.1f}")
         if record.get("collapsed"):
             info += "  [red]collapse?[/red]"
-        self.progress.update(self._task, advance=1, info=info)
+        self.progress.update(self._fit, advance=1, info=info)
 
 
 def _prepare(cfg: RunConfig) -> tuple[TrainData, CompareData]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -14,21 +13,24 @@ __all__ = ["register"]
 
 
 def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite: bool,
-         report: bool) -> None:
+         report: bool, workers: int | None) -> None:
     from selfdistill.cli.progress import ProgressCallback, console, results_table, stdout
-    from selfdistill.runs import execute
+    from selfdistill.evaluation import run_experiment
 
     cfg = load_config(config, overrides)
-    t0 = time.perf_counter()
     with ProgressCallback.make_progress() as progress:
-        run_dir, metrics = execute(cfg, out, overwrite=overwrite,
-                                   callbacks=[ProgressCallback(progress)])
-    stdout.print(results_table(metrics["records"], title=f"{cfg.name}: seed {cfg.seed}"))
+        result = run_experiment(cfg, out_dir=out, workers=workers, overwrite=overwrite,
+                                callbacks=[ProgressCallback(progress)])
+    ev = cfg.evaluation
+    title = (f"{cfg.name}: {ev.scheme}, {result.n_cells} cell(s) = folds x {ev.seeds} seed(s)"
+             if result.n_cells > 1 else f"{cfg.name}: seed {cfg.seed}")
+    stdout.print(results_table(result.metrics, title=title))
     if report and cfg.report.enabled:
         from selfdistill.report import write_report
 
-        write_report(run_dir)
-    console.print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.1f} s)")
+        path = write_report(run_dir=result.run_dir)
+        console.print(f"report: {path}")
+    console.print(f"run directory: {result.run_dir}  ({result.seconds:.1f} s)")
 
 
 def register(app: typer.Typer) -> None:
@@ -46,9 +48,12 @@ def register(app: typer.Typer) -> None:
                                        help="Write into a non-empty --out directory."),
         report: bool = typer.Option(True, "--report/--no-report",
                                     help="Write report.html into the run directory."),
+        workers: int | None = typer.Option(None, "--workers", min=1, help="Processes for "
+                                           "the folds x seeds cells (default "
+                                           "evaluation.workers)."),
     ) -> None:
-        """Run every method of a config and write a run directory."""
-        _run(config, overrides, out, overwrite, report)
+        """Run every method of a config over its folds x seeds; write a run directory."""
+        _run(config, overrides, out, overwrite, report, workers)
 
     @app.command("demo")
     def demo(
@@ -58,4 +63,4 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Born-Again self-distillation on the synthetic market (no network needed)."""
         with resources.as_file(resources.files("selfdistill") / "configs" / "demo.yaml") as p:
-            _run(p, overrides, out, overwrite, report=True)
+            _run(p, overrides, out, overwrite, report=True, workers=None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["Callback"]
+from typing import Any
+
+__all__ = ["Callback", "ExperimentCallback"]
 
 
 class Callback:
@@ -16,3 +18,13 @@ class Callback:
 
     def on_fit_end(self, label: str, history: list[dict[str, float]]) -> None:
         """A call to :func:`fit` ended (early stop included)."""
+
+
+class ExperimentCallback(Callback):
+    """Progress of a whole experiment (cells finish in any order when parallel)."""
+
+    def on_experiment_begin(self, n_cells: int, workers: int) -> None:
+        """The experiment starts ``n_cells`` cells on ``workers`` processes."""
+
+    def on_cell_end(self, done: int, total: int, info: dict[str, Any]) -> None:
+        """A cell finished; ``info`` has its fold, seed, seconds and test accuracy."""
