@@ -68,3 +68,59 @@ def test_uncertainty_summaries_for_generations(setup) -> None:
              and u["split"] == "test")["quantiles"]
     assert len(q) == 5
     assert sum(b["n"] for b in q) == len(split.test)
+
+
+def _stock_candles(tmp_path, n_days: int = 2400):
+    """Daily candles on business days only (weekends closed), written as CSV."""
+    from selfdistill.data.synthetic import generate_market
+
+    candles, _ = generate_market(n_days, seed=3, interval="D", start="2010-01-01")
+    business = candles[candles.index.dayofweek < 5].drop(columns=["gap_before"])
+    path = tmp_path / "stock.csv"
+    business.reset_index().rename(columns={"open_time": "Date"}).to_csv(path, index=False)
+    return path
+
+
+def test_weekend_closures_are_sessions_not_missing_candles(tmp_path) -> None:
+    path = _stock_candles(tmp_path)
+    cfg = parse_config({"data": {"source": "csv", "path": str(path)}})
+    candles, _, interval = load_candles(cfg)
+    assert interval == "D"
+    assert not candles["gap_before"].any()
+    ds = build_dataset(cfg, candles, None, interval)
+    assert ds.n_rows > 1500  # labels span weekends instead of being dropped
+
+    marked = parse_config({"data": {"source": "csv", "path": str(path), "gaps": "mark"}})
+    assert load_candles(marked)[0]["gap_before"].sum() > 300
+
+
+def test_rare_gaps_stay_marked_under_auto(tmp_path) -> None:
+    from selfdistill.data.synthetic import generate_market
+
+    candles, _ = generate_market(1000, seed=1)
+    holes = candles.drop(index=candles.index[[100, 101, 500]]).drop(columns=["gap_before"])
+    path = tmp_path / "crypto.parquet"
+    holes.to_parquet(path)
+    loaded, _, _ = load_candles(parse_config({"data": {"source": "parquet", "path": str(path)}}))
+    assert int(loaded["gap_before"].sum()) == 2
+
+
+def test_shipped_walk_forward_config_runs_on_a_stock_csv(tmp_path) -> None:
+    """Acceptance: only the data path and periods per year change (plus size knobs)."""
+    import json
+
+    from selfdistill.cli import main
+
+    path = _stock_candles(tmp_path)
+    out = tmp_path / "run"
+    code = main(["run", "configs/walk_forward.yaml", "--out", str(out), "--no-report",
+                 "--set", "data.source=csv", "--set", f"data.path={path}",
+                 "--set", "backtest.periods_per_year=252",
+                 # keep the test fast: fewer seeds / epochs, one lightweight method set
+                 "--set", "evaluation.seeds=1", "--set", "evaluation.workers=1",
+                 "--set", "training.epochs=2", "--set", "born_again.generations=1",
+                 "--set", "methods=[baseline,born_again]"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interval"] == "D"
+    assert {r["fold"] for r in metrics["records"] if r.get("fold") is not None} == {0, 1, 2, 3}

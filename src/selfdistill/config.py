@@ -82,7 +82,11 @@ class BybitSourceConfig(_Section):
 class DataConfig(_Section):
     source: Literal["synthetic", "csv", "parquet", "bybit"] = "synthetic"
     path: str | None = None
-    gaps: Literal["error", "mark"] = "mark"
+    # Missing candles. mark: flag the bar after a gap (features / labels never span it);
+    # error: refuse the data; sessions: the market closes regularly (stocks: nights,
+    # weekends), consecutive rows are consecutive bars; auto: sessions when gaps follow
+    # more than 2% of bars, else mark.
+    gaps: Literal["auto", "mark", "error", "sessions"] = "auto"
     interval: str | None = None  # bar interval for CSV / Parquet (inferred when None)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     bybit: BybitSourceConfig = Field(default_factory=BybitSourceConfig)

@@ -35,6 +35,7 @@ from selfdistill.uncertainty import disagreement, error_by_quantile
 __all__ = [
     "Dataset",
     "FoldResult",
+    "apply_session_policy",
     "build_dataset",
     "holdout_split",
     "load_candles",
@@ -107,12 +108,43 @@ def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | 
         from selfdistill.data.candles import infer_interval, load_candles_file
 
         assert data.path is not None  # checked by the config schema
-        candles = load_candles_file(data.path, interval=data.interval, gaps=data.gaps)
+        candles = load_candles_file(data.path, interval=data.interval,
+                                    gaps="error" if data.gaps == "error" else "mark")
         index = pd.DatetimeIndex(candles.index)
+        candles = apply_session_policy(candles, data.gaps, source=str(data.path))
         return candles, None, data.interval or infer_interval(index)
     from selfdistill.data.store import load_or_fetch
 
-    return load_or_fetch(data.bybit, gaps=data.gaps), None, data.bybit.interval
+    gaps = "error" if data.gaps == "error" else "mark"
+    return load_or_fetch(data.bybit, gaps=gaps), None, data.bybit.interval
+
+
+#: Under ``data.gaps: auto``, data whose gaps follow more than this share of bars
+#: is taken for a market with sessions (nights, weekends), not for missing candles.
+SESSION_GAP_SHARE = 0.02
+
+
+def apply_session_policy(candles: pd.DataFrame, policy: str, *, source: str = "candles"
+                         ) -> pd.DataFrame:
+    """Clear ``gap_before`` for markets that close regularly (``sessions`` / ``auto``).
+
+    A stock market's nights and weekends are not missing candles: there, consecutive
+    rows are consecutive bars. A 24/7 market's rare gaps (exchange maintenance) stay
+    marked, and features and labels never span them.
+    """
+    if "gap_before" not in candles.columns or policy in ("mark", "error"):
+        return candles
+    share = float(candles["gap_before"].mean())
+    if policy == "auto" and share <= SESSION_GAP_SHARE:
+        return candles
+    if policy == "auto":
+        log.warning("%s: gaps follow %.1f%% of bars; treating them as market sessions "
+                    "(closed nights / weekends), consecutive rows as consecutive bars. "
+                    "Set data.gaps: mark to treat them as missing candles instead.",
+                    source, 100 * share)
+    out = candles.copy()
+    out["gap_before"] = False
+    return out
 
 
 def build_dataset(cfg: RunConfig, candles: pd.DataFrame, truth: pd.Series | None = None,
