@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,7 +115,8 @@ def test_shipped_walk_forward_config_runs_on_a_stock_csv(tmp_path) -> None:
 
     path = _stock_candles(tmp_path)
     out = tmp_path / "run"
-    code = main(["run", "configs/walk_forward.yaml", "--out", str(out), "--no-report",
+    config = Path(__file__).resolve().parents[1] / "configs" / "walk_forward.yaml"
+    code = main(["run", str(config), "--out", str(out), "--no-report",
                  "--set", "data.source=csv", "--set", f"data.path={path}",
                  "--set", "backtest.periods_per_year=252",
                  # keep the test fast: fewer seeds / epochs, one lightweight method set
