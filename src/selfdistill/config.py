@@ -152,7 +152,6 @@ class TrainingConfig(_Section):
     optimizer: Literal["adam", "adamw"] = "adamw"
     patience: Annotated[int, Field(ge=0)] = 5  # 0: no early stopping
     grad_clip: PositiveFloat | None = None
-    class_weights: Literal["none", "balanced"] = "none"
 
 
 # ------------------------------------------------------------------------- methods
