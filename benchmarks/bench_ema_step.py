@@ -8,9 +8,9 @@ Prints, measured in this run on one thread:
    on a batch of B windows, and of a supervised step on 2B windows;
 2. the median time of one EMA-teacher step on B windows (two augmented views,
    so the student and the teacher each see 2B windows), split into its parts:
-   augmentation, student forward, teacher forward under no_grad, backward +
-   optimizer + EMA update; and the ratios. Expected: about "2 forwards + 1
-   backward" of the 2B batch, i.e. roughly 1.3x a supervised step on 2B;
+   augmentation, student forward, teacher forward under no_grad, backward,
+   optimizer step and EMA update; and the ratios. Expected: about "2 forwards + 1
+   backward" of the 2B batch (a supervised step on 2B is 1 forward + 1 backward);
 3. the memory of strided windows over 1,000,000 bars x W = 64 (storage of the
    view vs what materialising every window would take, and the RSS growth).
 """
