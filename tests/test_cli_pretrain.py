@@ -136,3 +136,33 @@ def test_killed_process_resumes_to_the_uninterrupted_result(small_config: Path,
     for key in a:
         if key.startswith(("student.", "teacher.", "dino.")):
             assert torch.equal(a[key], b[key]), key
+
+
+def test_run_starts_supervised_methods_from_the_pretrained_encoder(
+        small_config: Path, tmp_path: Path) -> None:
+    """`ema_teacher.checkpoint` in a run config: window models begin from the encoder."""
+    from selfdistill.config import load_config
+    from selfdistill.features import feature_names
+    from selfdistill.methods import TrainData
+    from selfdistill.methods.common import fresh_model
+
+    ckpt = tmp_path / "pt"
+    assert main(["pretrain", str(small_config), "--out", str(ckpt), "--no-compare"]) == 0
+    encoder = load_pretrained_encoder(ckpt)
+    cfg = load_config(small_config, [f"ema_teacher.checkpoint={ckpt}"])
+    n_features = len(feature_names(cfg.features))
+    data = TrainData(x=torch.zeros(4, n_features, 8), y=torch.zeros(4, dtype=torch.long),
+                     train_rows=torch.arange(2), val_rows=torch.arange(2, 4))
+    model = fresh_model(data, cfg, seed=1)
+    for name, tensor in encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[name], tensor)
+    scratch = fresh_model(data, load_config(small_config), seed=1)
+    assert any(not torch.equal(scratch.encoder.state_dict()[k], v)
+               for k, v in encoder.state_dict().items())
+    out = tmp_path / "run"
+    assert main(["run", str(small_config), "--out", str(out), "--no-report",
+                 "--set", f"ema_teacher.checkpoint={ckpt}",
+                 "--set", "methods=[baseline,born_again]",
+                 "--set", "born_again.generations=1"]) == 0
+    records = json.loads((out / "metrics.json").read_text())["records"]
+    assert any(r["method"] == "born_again" and r["generation"] == 1 for r in records)

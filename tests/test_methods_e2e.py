@@ -42,7 +42,8 @@ def _run(config: str, overrides: list[str], out: Path) -> int:
 
 def _records(out: Path, split: str = "test") -> list[dict[str, Any]]:
     payload = json.loads((out / "metrics.json").read_text())
-    return [r for r in payload["records"] if r["split"] == split]
+    return [r for r in payload["records"]
+            if r["split"] == split and not r.get("aggregate")]
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +65,17 @@ def test_all_methods_config_names_every_registered_method_it_can_share() -> None
 
 def test_every_method_has_rows(all_methods_run: tuple[Path, str]) -> None:
     out, _ = all_methods_run
-    methods = {r["method"] for r in _records(out)}
+    trading = {"buy_and_hold", "always_flat", "random"}
+    methods = {r["method"] for r in _records(out)} - trading
+    assert {m for m in methods if m.endswith("_selected")} == {
+        "born_again_selected", "byot_selected", "snapshot_selected"}
+    methods = {m for m in methods if not m.endswith("_selected")}
     assert methods == {"majority", "baseline", "label_smoothing", "born_again",
                        "born_again_ensemble", "byot", "snapshot", "snapshot_ensemble",
                        "lightgbm"}
     for rec in _records(out):
+        if rec["method"] in trading:
+            continue
         for key in ("accuracy", "nll", "ece", "seed", "generation"):
             assert key in rec, (rec["method"], key)
 
@@ -100,7 +107,7 @@ def test_snapshot_records_carry_snapshot_and_cycle(all_methods_run: tuple[Path, 
 
 def test_cost_and_latency_in_timings(all_methods_run: tuple[Path, str]) -> None:
     out, _ = all_methods_run
-    timings = json.loads((out / "timings.json").read_text())
+    timings = json.loads((out / "timings.json").read_text())["cells"][0]["methods"]
     assert timings["snapshot"]["epochs"] == 3
     assert timings["born_again"]["epochs"] == 6
     for name in ("snapshot", "born_again", "byot"):
@@ -158,7 +165,9 @@ def test_method_picks_one_method(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for item in [*SMALL, "snapshot.cycles=2", "snapshot.epochs_per_cycle=1"]:
         args += ["--set", item]
     assert main(args) == 0
-    assert {r["method"] for r in _records(tmp_path / "one")} == {"snapshot", "snapshot_ensemble"}
+    methods = {r["method"] for r in _records(tmp_path / "one")}
+    assert methods - {"buy_and_hold", "always_flat", "random"} == {
+        "snapshot", "snapshot_ensemble", "snapshot_selected"}
     both = main(["run", str(config), "--out", str(tmp_path / "both"), "--set", "methods=[byot]"])
     assert both == 2
     assert "not both" in capsys.readouterr().err

@@ -184,6 +184,11 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
     raw = ds.features.to_numpy(dtype=np.float64)
     scaler = Scaler(cfg.features.scaler).fit(raw[split.train])
     x = torch.as_tensor(scaler.transform(raw), dtype=torch.float32, device=device)
+    if cfg.model.kind in ("cnn", "gru"):
+        from selfdistill.windows import make_windows
+
+        # (R, F, W) strided view: row i sees rows i-W+1 .. i (the past only)
+        x = make_windows(x, cfg.model.window)
     y = torch.as_tensor(ds.labels.y.to_numpy(), dtype=torch.int64, device=device)
     rows = {name: torch.as_tensor(getattr(split, name), dtype=torch.int64, device=device)
             for name in SPLITS}

@@ -59,8 +59,9 @@ def _prepare(cfg: RunConfig) -> tuple[TrainData, CompareData]:
     ds = build_dataset(cfg, candles, truth, interval)
     split = holdout_split(ds, cfg)
     data, x, _ = make_train_data(ds, split, cfg, resolve_device(cfg.device))
-    windows = make_windows(x, cfg.model.window)  # (R, F, W) view, test rows included
-    data.x = windows  # TrainData carries no test rows; windows only read train rows here
+    # (R, F, W) view, test rows included; windows read only their own row and earlier ones
+    windows = x if x.dim() == 3 else make_windows(x, cfg.model.window)
+    data.x = windows
     test = data.train_rows.new_tensor(split.test)
     return data, CompareData(windows, data.y, data.train_rows, data.val_rows, test,
                              ds.truth, data.n_classes)

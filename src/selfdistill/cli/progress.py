@@ -39,7 +39,8 @@ class ProgressCallback(ExperimentCallback):
     @classmethod
     def make_progress(cls) -> Progress:
         return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                        transient=True)
 
     def on_experiment_begin(self, n_cells: int, workers: int) -> None:
         what = f"{n_cells} cell{'s' if n_cells > 1 else ''} (fold x seed)"

@@ -25,9 +25,21 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 
 def fresh_model(data: TrainData, cfg: Any, seed: int) -> nn.Module:
-    """A newly initialised model from ``cfg.model`` (weights drawn from ``seed``)."""
+    """A newly initialised model from ``cfg.model`` (weights drawn from ``seed``).
+
+    A window classifier starts from the pretrained encoder of
+    ``ema_teacher.checkpoint`` when one is given (its head stays random).
+    """
     torch.manual_seed(seed)
-    return build_model(cfg.model, data.n_features, data.n_classes).to(data.device)
+    model = build_model(cfg.model, data.n_features, data.n_classes)
+    checkpoint = getattr(getattr(cfg, "ema_teacher", None), "checkpoint", None)
+    if checkpoint:
+        from selfdistill.methods.ema_checkpoint import init_from_pretrained
+        from selfdistill.nn.encoders import WindowClassifier
+
+        if isinstance(model, WindowClassifier):
+            init_from_pretrained(model, checkpoint, which=cfg.ema_teacher.encoder)
+    return model.to(data.device)
 
 
 def freeze(model: nn.Module) -> nn.Module:
