@@ -147,3 +147,28 @@ def test_errors_are_one_line_with_the_right_exit_code(trained: tuple[Path, Path]
     assert main(["predict", "--model", str(tmp_path / "model.pkl"), "--candles",
                  str(candles)]) == 1
     assert "never unpickles" in capsys.readouterr().err
+
+
+def test_window_models_predict_like_their_run(tmp_path: Path) -> None:
+    """cnn models see strided windows of the last W feature-complete bars in both places."""
+    candles, _ = generate_market(1500, seed=4, persistence=0.98)
+    save_candles(candles, tmp_path / "c.parquet")
+    config = {
+        "name": "w", "data": {"source": "parquet", "path": str(tmp_path / "c.parquet")},
+        "features": FEATURES, "labels": {"horizon": 6, "vol_span": 50},
+        "model": {"kind": "cnn", "hidden": [8, 8], "window": 8},
+        "training": {"epochs": 2, "batch_size": 128, "patience": 0},
+        "methods": ["born_again"], "born_again": {"generations": 1},
+        "report": {"enabled": False}, "backtest": {"enabled": False},
+    }
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "run")]) == 0
+    got = _predict(tmp_path / "run" / "models" / "born_again", tmp_path / "c.parquet",
+                   tmp_path / "p.parquet")
+    runs = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    selected = read_bundle(tmp_path / "run" / "models" / "born_again").selected
+    ref = runs[(runs["method"] == "born_again") & (runs["generation"] == selected)
+               & (runs["split"] == "test")]
+    merged = ref.merge(got, on="open_time", suffixes=("_run", ""))
+    assert len(merged) == len(ref) > 100
+    np.testing.assert_allclose(merged["p_bull"], merged["p_bull_run"], rtol=1e-6, atol=1e-7)

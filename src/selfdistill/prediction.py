@@ -71,14 +71,17 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     models, bundle = load_bundle_models(model_dir)
     if bundle.scaler is None:
         raise ModelFileError(f"'{bundle.path}' stores no scaler statistics")
-    kinds = {meta["spec"].get("kind") for meta in bundle.member_meta}
-    if kinds & {"cnn", "gru"}:
-        raise ModelFileError(f"'{bundle.path}' holds window models ({sorted(kinds)}); "
-                             "predict serves models over per-bar features")
+    windows = {int(meta["spec"].get("window", 0)) for meta in bundle.member_meta
+               if meta["spec"].get("kind") in ("cnn", "gru")}
     feats = _features(bundle, candles)
     raw = feats.to_numpy(dtype=np.float64)
     ok = np.isfinite(raw).all(axis=1)
     x = torch.as_tensor(Scaler.from_dict(bundle.scaler).transform(raw[ok]), dtype=torch.float32)
+    if windows:
+        from selfdistill.windows import make_windows
+
+        # window models see the last W feature-complete bars (strided view, no copies)
+        x = make_windows(x, max(windows))
     members = [Member(keys, model, output=meta.get("output")) for keys, model, meta
                in zip(bundle.member_keys, models, bundle.member_meta, strict=True)]
     probs = np.stack([torch.softmax(m.logits(x).double() / bundle.temperature, dim=-1).numpy()
