@@ -74,3 +74,12 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     scalar.write_text("3\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar)
+
+
+def test_unquoted_numeric_intervals_become_strings() -> None:
+    cfg = apply_overrides({}, ["data.synthetic.interval=60", "data.bybit.interval=240",
+                               "data.interval=D"])
+    parsed = parse_config(cfg)
+    assert parsed.data.synthetic.interval == "60"
+    assert parsed.data.bybit.interval == "240"
+    assert parsed.data.interval == "D"

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from selfdistill.errors import ConfigError
 
@@ -46,6 +54,15 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+def _interval_text(value: object) -> object:
+    """Bar intervals are strings ("60", "D"); accept 60 written without quotes."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: Bybit spelling of a bar interval; an unquoted YAML number (60) is taken as "60".
+Interval = Annotated[str, BeforeValidator(_interval_text)]
+
+
 class _Section(BaseModel):
     """Base of every config section: unknown keys are errors, not silently dropped."""
 
@@ -59,7 +76,7 @@ class SyntheticConfig(_Section):
     """Regime-switching synthetic market (see ``selfdistill.data.synthetic``)."""
 
     n_bars: Annotated[int, Field(ge=200)] = 20_000
-    interval: str = "60"
+    interval: Interval = "60"
     start: str = "2022-01-01"
     persistence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.995
     start_price: PositiveFloat = 30_000.0
@@ -70,7 +87,7 @@ class BybitSourceConfig(_Section):
     """Where ``data.source: bybit`` reads from (and fetches into)."""
 
     symbol: str = "BTCUSDT"
-    interval: str = "60"
+    interval: Interval = "60"
     category: Literal["spot", "linear", "inverse"] = "linear"
     start: str = "2024-01-01"
     end: str | None = None
@@ -87,7 +104,7 @@ class DataConfig(_Section):
     # weekends), consecutive rows are consecutive bars; auto: sessions when gaps follow
     # more than 2% of bars, else mark.
     gaps: Literal["auto", "mark", "error", "sessions"] = "auto"
-    interval: str | None = None  # bar interval for CSV / Parquet (inferred when None)
+    interval: Interval | None = None  # bar interval for CSV / Parquet (inferred when None)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     bybit: BybitSourceConfig = Field(default_factory=BybitSourceConfig)
 
