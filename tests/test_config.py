@@ -83,3 +83,13 @@ def test_unquoted_numeric_intervals_become_strings() -> None:
     assert parsed.data.synthetic.interval == "60"
     assert parsed.data.bybit.interval == "240"
     assert parsed.data.interval == "D"
+
+
+def test_yaml_dates_are_kept_as_iso_text() -> None:
+    cfg = parse_config(apply_overrides({}, ["data.bybit.start=2024-01-01",
+                                            "data.bybit.end=2024-02-01T12:00:00",
+                                            "data.synthetic.start=2021-05-01"]))
+    assert cfg.data.bybit.start == "2024-01-01"
+    assert cfg.data.bybit.end is not None
+    assert cfg.data.bybit.end.startswith("2024-02-01T12:00")
+    assert cfg.data.synthetic.start == "2021-05-01"

@@ -13,6 +13,7 @@ Top-level sections: ``data``, ``features``, ``labels``, ``split``, ``model``,
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -63,6 +64,15 @@ def _interval_text(value: object) -> object:
 Interval = Annotated[str, BeforeValidator(_interval_text)]
 
 
+def _date_text(value: object) -> object:
+    """YAML reads 2024-01-01 as a date: keep dates and times as ISO text."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+#: A date or time as text (ISO); YAML dates are accepted as they are.
+DateText = Annotated[str, BeforeValidator(_date_text)]
+
+
 class _Section(BaseModel):
     """Base of every config section: unknown keys are errors, not silently dropped."""
 
@@ -77,7 +87,7 @@ class SyntheticConfig(_Section):
 
     n_bars: Annotated[int, Field(ge=200)] = 20_000
     interval: Interval = "60"
-    start: str = "2022-01-01"
+    start: DateText = "2022-01-01"
     persistence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.995
     start_price: PositiveFloat = 30_000.0
     seed: int | None = None  # None: use the run's seed
@@ -89,8 +99,8 @@ class BybitSourceConfig(_Section):
     symbol: str = "BTCUSDT"
     interval: Interval = "60"
     category: Literal["spot", "linear", "inverse"] = "linear"
-    start: str = "2024-01-01"
-    end: str | None = None
+    start: DateText = "2024-01-01"
+    end: DateText | None = None
     data_dir: str | None = None
     base_url: str = "https://api.bybit.com"
     offline: bool = False  # True: never fetch, fail if the store lacks the range
