@@ -138,10 +138,12 @@ def results_table(metrics: dict[str, Any], *, title: str) -> Table:
         if verdicts:
             cells.append(verdicts.get((method, member), ""))
         table.add_row(*cells, style="bold" if chosen else None)
-    table.caption = ("* chosen on validation NLL; test rows were not used for any choice. "
-                     "truth acc: test accuracy against the synthetic market's true regimes. "
-                     "Sharpe: test rows, annualised, after fees and slippage"
-                     if not aggregated else
-                     "mean ± half the 95% bootstrap interval over folds x seeds; "
-                     "verdict: paired bootstrap on test accuracy")
+    notes = (["mean ± half the 95% bootstrap interval over folds x seeds",
+              "verdict: paired bootstrap on test accuracy"] if aggregated else
+             ["* chosen on validation NLL; test rows were not used for any choice"])
+    if has_truth:
+        notes.append("truth acc: test accuracy against the synthetic market's true regimes")
+    if has_sharpe:
+        notes.append("Sharpe: test rows, annualised, after fees and slippage")
+    table.caption = "; ".join(notes)
     return table
