@@ -43,6 +43,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return tmp / "run", tmp / "candles.parquet"
 
 
+def _calibrated(ref: pd.DataFrame, suffix: str = "_run") -> np.ndarray:
+    """The run's probabilities scaled by each row's validation temperature, (N, C)."""
+    probs = ref[[f"p_{c}{suffix}" for c in CLASSES]].to_numpy()
+    logits = np.log(probs) / ref[["temperature"]].to_numpy()
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _predict(model: Path, candles: Path, out: Path, *extra: str) -> pd.DataFrame:
     assert main(["predict", "--model", str(model), "--candles", str(candles),
                  "--out", str(out), *extra]) == 0
@@ -57,8 +65,11 @@ def test_predict_equals_the_runs_predictions(trained: tuple[Path, Path], tmp_pat
     ref = runs[(runs["method"] == "born_again") & (runs["generation"] == selected)]
     merged = ref.merge(got, on="open_time", suffixes=("_run", ""))
     assert len(merged) == len(ref) > 100  # every val / test bar of the run is predicted
-    for name in CLASSES:
-        np.testing.assert_array_equal(merged[f"p_{name}"], merged[f"p_{name}_run"])
+    temperature = read_bundle(run / "models" / "born_again").temperature
+    assert temperature == pytest.approx(ref["temperature"].iloc[-1])
+    assert temperature != pytest.approx(1.0)  # the validation calibration travels with the model
+    np.testing.assert_allclose(merged[[f"p_{c}" for c in CLASSES]].to_numpy(),
+                               _calibrated(merged), rtol=1e-9)
     np.testing.assert_array_equal(merged["pred"].to_numpy(int), merged["pred_run"])
     for measure in ("variance", "mutual_information", "flip_rate"):
         np.testing.assert_allclose(merged[measure], merged[f"{measure}_run"], rtol=1e-12)
@@ -78,8 +89,8 @@ def test_every_method_predicts_like_its_run(trained: tuple[Path, Path], tmp_path
     ref = runs[(runs["method"] == method) & (runs["member"] == member)]
     merged = ref.merge(got, on="open_time", suffixes=("_run", ""))
     assert len(merged) == len(ref) > 100
-    for name in CLASSES:
-        np.testing.assert_array_equal(merged[f"p_{name}"], merged[f"p_{name}_run"])
+    np.testing.assert_allclose(merged[[f"p_{c}" for c in CLASSES]].to_numpy(),
+                               _calibrated(merged), rtol=1e-9, atol=1e-12)
 
 
 def test_every_bar_gets_a_row_and_warmup_bars_have_no_regime(trained: tuple[Path, Path],
@@ -171,4 +182,5 @@ def test_window_models_predict_like_their_run(tmp_path: Path) -> None:
                & (runs["split"] == "test")]
     merged = ref.merge(got, on="open_time", suffixes=("_run", ""))
     assert len(merged) == len(ref) > 100
-    np.testing.assert_allclose(merged["p_bull"], merged["p_bull_run"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(merged[[f"p_{c}" for c in CLASSES]].to_numpy(),
+                               _calibrated(merged), rtol=1e-6, atol=1e-7)

@@ -155,20 +155,33 @@ def run_cell(ds: Dataset, cell: Cell, cfg: RunConfig, *, settings: BacktestSetti
                         settings=settings, class_names=tuple(ds.labels.class_names),
                         seed=cell.seed, fold=cell.fold)
     if cell.save_models and run_dir is not None:
-        _save_models(run_dir, ds, cfg, result)
+        _save_models(run_dir, ds, cfg, result, _temperatures(scores.predictions))
     return CellResult(cell.fold, cell.seed, scores.records, scores.predictions,
                       result.uncertainty, scores.curves, result.timings,
                       time.perf_counter() - t0)
 
 
-def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: Any) -> None:
+def _temperatures(predictions: Any) -> dict[tuple[str, str], float]:
+    """(method, member) -> the temperature fitted on its validation rows (if any)."""
+    if "temperature" not in predictions.columns:
+        return {}
+    firsts = predictions.groupby(["method", "member"], sort=False)["temperature"].first()
+    return {key: float(t) for key, t in firsts.items() if t == t}  # t == t drops NaN
+
+
+def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: Any,
+                 temperatures: dict[tuple[str, str], float]) -> None:
+    """Every lineage as a model directory; its selected member's calibration goes along."""
+    from selfdistill.pipeline import member_name
     from selfdistill.runs import model_metadata, save_lineage_models
 
     common = model_metadata(cfg, scaler=result.scaler.to_dict(),
                             feature_names=list(ds.features.columns),
                             class_names=list(ds.labels.class_names), interval=ds.interval)
     for lineage in result.lineages:
-        save_lineage_models(run_dir, lineage, common)
+        chosen = member_name(lineage.members[lineage.selected].keys)
+        save_lineage_models(run_dir, lineage, common,
+                            temperature=temperatures.get((lineage.method, chosen), 1.0))
 
 
 # ------------------------------------------------------------------ the pool

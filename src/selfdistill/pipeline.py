@@ -40,6 +40,7 @@ __all__ = [
     "holdout_split",
     "load_candles",
     "make_train_data",
+    "member_name",
     "resolve_device",
     "run_fold",
 ]
@@ -198,7 +199,8 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
     return data, x, scaler
 
 
-def _member_name(keys: dict[str, Any]) -> str:
+def member_name(keys: dict[str, Any]) -> str:
+    """How a member is named in predictions: ``generation=2``, ``exit=1``, or ``-``."""
     shown = [f"{k}={v}" for k, v in keys.items() if v is not None]
     return ",".join(shown) or "-"
 
@@ -215,7 +217,7 @@ def _record(method: str, keys: dict[str, Any], split: str, y: np.ndarray, proba:
 def _prediction_frame(ds: Dataset, rows: np.ndarray, proba: np.ndarray, *, method: str,
                       keys: dict[str, Any], split: str, base: dict[str, Any]) -> pd.DataFrame:
     frame = pd.DataFrame({"open_time": ds.features.index[rows], "split": split,
-                          "method": method, "member": _member_name(keys)})
+                          "method": method, "member": member_name(keys)})
     gen = keys.get("generation")
     frame["generation"] = pd.array([gen] * len(rows), dtype="Int64")
     for c, name in enumerate(ds.labels.class_names):

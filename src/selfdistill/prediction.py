@@ -84,26 +84,29 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
         x = make_windows(x, max(windows))
     members = [Member(keys, model, output=meta.get("output")) for keys, model, meta
                in zip(bundle.member_keys, models, bundle.member_meta, strict=True)]
-    probs = np.stack([torch.softmax(m.logits(x).double() / bundle.temperature, dim=-1).numpy()
-                      for m in members])  # (M, N_ok, C)
-    return _frame(feats.index, ok, probs, bundle)
+    logits = [m.logits(x).double() for m in members]
+    # disagreement uses the members' own probabilities (as the run does); the reported
+    # probabilities are the selected member's, calibrated by its validation temperature
+    probs = np.stack([torch.softmax(z, dim=-1).numpy() for z in logits])  # (M, N_ok, C)
+    chosen = torch.softmax(logits[bundle.selected] / bundle.temperature, dim=-1).numpy()
+    return _frame(feats.index, ok, probs, chosen, bundle)
 
 
-def _frame(index: pd.Index, ok: np.ndarray, probs: np.ndarray,
+def _frame(index: pd.Index, ok: np.ndarray, probs: np.ndarray, chosen: np.ndarray,
            bundle: ModelBundle) -> pd.DataFrame:
     n, n_classes = len(index), probs.shape[2]
     selected = np.full((n, n_classes), np.nan)
-    selected[ok] = probs[bundle.selected]
+    selected[ok] = chosen
     out = pd.DataFrame({"open_time": index})
     for c, name in enumerate(bundle.classes):
         out[f"p_{name}"] = selected[:, c]
     pred = np.full(n, -1, dtype=np.int64)
-    pred[ok] = probs[bundle.selected].argmax(axis=1)
+    pred[ok] = chosen.argmax(axis=1)
     out["pred"] = pd.array(np.where(ok, pred, 0), dtype="Int64")
     out.loc[~ok, "pred"] = pd.NA
     out["regime"] = pd.Series([str(bundle.classes[p]) if o else None
                                for p, o in zip(pred, ok, strict=True)], dtype="string")
-    measures = disagreement(probs) if probs.shape[0] > 1 else {"entropy": entropy(probs[0])}
+    measures = disagreement(probs) if probs.shape[0] > 1 else {"entropy": entropy(chosen)}
     for name, values in measures.items():
         column = np.full(n, np.nan)
         column[ok] = values

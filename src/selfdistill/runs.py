@@ -96,8 +96,12 @@ def model_metadata(cfg: RunConfig, *, scaler: dict[str, Any], feature_names: lis
 
 
 def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
-                        *, prefix: str = "") -> list[Path]:
-    """A lineage as the model directory ``models/<prefix><method>/`` (see modeldir)."""
+                        *, prefix: str = "", temperature: float = 1.0) -> list[Path]:
+    """A lineage as the model directory ``models/<prefix><method>/`` (see modeldir).
+
+    ``temperature`` is the calibration fitted on validation rows for the selected
+    member; ``predict`` divides logits by it.
+    """
     members = lineage.members
     metas = [{**common, "method": lineage.method, "output": m.output, "member_index": i,
               "selected": i == lineage.selected, "n_members": len(members),
@@ -107,6 +111,7 @@ def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
         member_keys=[m.keys for m in members], member_meta=metas,
         classes=list(common["class_names"]), feature_names=common["feature_names"],
         selected=lineage.selected, method=lineage.method, scaler=common["scaler"],
+        temperature=temperature,
         feature_config=common["features"],
         extra={k: common[k] for k in ("class_names", "labels", "interval") if k in common})
     return [directory / f"member_{i}.json" for i in range(len(members))]
