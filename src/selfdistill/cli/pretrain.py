@@ -14,7 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -22,11 +22,10 @@ from rich.table import Table
 from selfdistill.cli.progress import ProgressCallback, console, stdout
 from selfdistill.config import RunConfig, dump_config, load_config
 from selfdistill.errors import ConfigError
-from selfdistill.methods.base import TrainData
-from selfdistill.methods.ema_compare import CompareData, compare_arms, summarise
-from selfdistill.methods.ema_teacher import pretrain
-from selfdistill.nn.encoders import ENCODER_KINDS
-from selfdistill.windows import make_windows
+
+if TYPE_CHECKING:  # the heavy imports wait for the command to run (fast --help)
+    from selfdistill.methods.base import TrainData
+    from selfdistill.methods.ema_compare import CompareData
 
 __all__ = ["register"]
 
@@ -47,6 +46,7 @@ class _PretrainProgress(ProgressCallback):
 
 def _prepare(cfg: RunConfig) -> tuple[TrainData, CompareData]:
     """Candles -> features -> labels -> purged split -> train-fitted scaler -> windows."""
+    from selfdistill.methods.ema_compare import CompareData
     from selfdistill.pipeline import (
         build_dataset,
         holdout_split,
@@ -54,6 +54,7 @@ def _prepare(cfg: RunConfig) -> tuple[TrainData, CompareData]:
         make_train_data,
         resolve_device,
     )
+    from selfdistill.windows import make_windows
 
     candles, truth, interval = load_candles(cfg)
     ds = build_dataset(cfg, candles, truth, interval)
@@ -107,6 +108,10 @@ def _seed_dir(out: Path, index: int, seed: int) -> Path:
 
 def run_pretrain(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> dict[str, Any]:
     """Pretrain (and compare) for every evaluation seed; write everything into ``out``."""
+    from selfdistill.methods.ema_compare import compare_arms, summarise
+    from selfdistill.methods.ema_teacher import pretrain
+    from selfdistill.nn.encoders import ENCODER_KINDS
+
     if cfg.model.kind not in ENCODER_KINDS:
         raise ConfigError(f"pretraining needs a window encoder: model.kind must be one of "
                           f"{', '.join(ENCODER_KINDS)}, got '{cfg.model.kind}'")
