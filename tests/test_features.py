@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import skew
 
+from candle_helpers import make_candles as _make_candles
+from candle_helpers import scale_prices
 from selfdistill.config import FeaturesConfig
 from selfdistill.data.candles import validate_candles
 from selfdistill.errors import ConfigError, DataError, ModelFileError, NotFittedError
@@ -21,26 +23,8 @@ SMALL = FeaturesConfig(return_windows=[1, 3, 6], volatility_windows=[4, 8], volu
 
 
 def make_candles(n: int, seed: int = 0, gaps: tuple[int, ...] = ()) -> pd.DataFrame:
-    """Random-walk candles obeying the Candles contract, with optional gap marks."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
-    open_ = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0.0, 0.001, n))
-    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.003, n)))
-    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.003, n)))
-    gap_before = np.zeros(n, dtype=bool)
-    gap_before[list(gaps)] = True
-    index = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC", name="open_time")
-    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
-                         "volume": rng.gamma(2.0, 10.0, n), "gap_before": gap_before},
-                        index=index)
-
-
-def scale_prices(candles: pd.DataFrame, factor: np.ndarray) -> pd.DataFrame:
-    """Copy with open/high/low/close multiplied by ``factor`` (N,): stays a valid candle."""
-    out = candles.copy()
-    for col in ("open", "high", "low", "close"):
-        out[col] = candles[col].to_numpy() * factor
-    return out
+    """This module's candles (see ``candle_helpers.make_candles``)."""
+    return _make_candles(n, seed, gaps)
 
 
 def perturb_from(candles: pd.DataFrame, first: int, seed: int) -> pd.DataFrame:
