@@ -231,10 +231,9 @@ def _prediction_frame(ds: Dataset, rows: np.ndarray, proba: np.ndarray, *, metho
     return frame
 
 
-def _lineage_outputs(lineage: Lineage, x: torch.Tensor, rows: torch.Tensor
+def _lineage_outputs(lineage: Lineage, member_probs: Sequence[np.ndarray]
                      ) -> list[tuple[str, dict[str, Any], np.ndarray, dict[str, Any]]]:
     """(method, keys, probabilities, extra fields) for every member and derived row."""
-    member_probs = [m.predict_proba(x, rows) for m in lineage.members]
     out = []
     for i, (m, p) in enumerate(zip(lineage.members, member_probs, strict=True)):
         extra = {"selected": i == lineage.selected} if len(lineage.members) > 1 else {}
@@ -245,10 +244,11 @@ def _lineage_outputs(lineage: Lineage, x: torch.Tensor, rows: torch.Tensor
     return out
 
 
-def _uncertainty(lineage: Lineage, x: torch.Tensor, rows: torch.Tensor, y: np.ndarray,
+def _uncertainty(lineage: Lineage, member_probs: Sequence[np.ndarray], y: np.ndarray,
                  split: str, base: dict[str, Any]) -> tuple[dict[str, np.ndarray],
                                                            list[dict[str, Any]]]:
-    probs = np.stack([m.predict_proba(x, rows) for m in lineage.members])  # (M, N, C)
+    """Per-sample disagreement between members, and error rate per quantile of it."""
+    probs = np.stack(member_probs)  # (M, N, C)
     measures = disagreement(probs)
     correct = probs.mean(axis=0).argmax(axis=1) == y
     summary = [{"method": lineage.method, "split": split, "measure": name, **base,
@@ -260,7 +260,10 @@ def _uncertainty(lineage: Lineage, x: torch.Tensor, rows: torch.Tensor, y: np.nd
 def evaluate_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: torch.Tensor,
                       *, base: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.DataFrame,
                                                         list[dict[str, Any]]]:
-    """Metrics records for every split, predictions for val / test, uncertainty summaries."""
+    """Metrics records for every split, predictions for val / test, uncertainty summaries.
+
+    Each member predicts each split once; derived rows and disagreement reuse it.
+    """
     y_all = ds.labels.y.to_numpy()
     n_classes = len(ds.labels.class_names)
     records, frames, unc = [], [], []
@@ -269,18 +272,21 @@ def evaluate_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x:
         rows_t = torch.as_tensor(rows, dtype=torch.int64, device=x.device)
         truth = None if ds.truth is None else ds.truth[rows]
         for lineage in lineages:
-            for method, keys, proba, extra in _lineage_outputs(lineage, x, rows_t):
+            member_probs = [m.predict_proba(x, rows_t) for m in lineage.members]
+            measures: dict[str, np.ndarray] = {}
+            if lineage.disagreement and len(member_probs) > 1 and split_name != "train":
+                measures, summary = _uncertainty(lineage, member_probs, y_all[rows],
+                                                 split_name, base)
+                unc += summary
+            for method, keys, proba, extra in _lineage_outputs(lineage, member_probs):
                 rec = _record(method, keys, split_name, y_all[rows], proba, truth, n_classes, base)
                 records.append({**rec, **extra})
                 if split_name != "train":
-                    frames.append(_prediction_frame(ds, rows, proba, method=method, keys=keys,
-                                                    split=split_name, base=base))
-            if lineage.disagreement and len(lineage.members) > 1 and split_name != "train":
-                measures, summary = _uncertainty(lineage, x, rows_t, y_all[rows], split_name, base)
-                unc += summary
-                for frame in frames[-(len(lineage.members) + len(lineage.derived)):]:
-                    for name in UNCERTAINTY_MEASURES:
+                    frame = _prediction_frame(ds, rows, proba, method=method, keys=keys,
+                                              split=split_name, base=base)
+                    for name in UNCERTAINTY_MEASURES if measures else ():
                         frame[name] = measures[name]
+                    frames.append(frame)
     return records, pd.concat(frames, ignore_index=True), unc
 
 

@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -193,8 +192,3 @@ def fit(
                      epochs_run=len(history), steps=step - start_step,
                      seconds=time.perf_counter() - t0)
 
-
-def fit_kwargs_from(training: Any) -> dict[str, Any]:
-    """The loop arguments a ``TrainingConfig`` section sets."""
-    return {"epochs": training.epochs, "batch_size": training.batch_size,
-            "patience": training.patience, "grad_clip": training.grad_clip}
