@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from selfdistill.config import parse_config
@@ -127,3 +128,18 @@ def test_shipped_walk_forward_config_runs_on_a_stock_csv(tmp_path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["interval"] == "D"
     assert {r["fold"] for r in metrics["records"] if r.get("fold") is not None} == {0, 1, 2, 3}
+
+
+def test_session_policy_applies_to_store_data_too(tmp_path, monkeypatch) -> None:
+    """data.gaps is one policy whatever the source: Bybit store data follows it too."""
+    from selfdistill.data import store
+    from selfdistill.data.candles import validate_candles
+
+    business = pd.read_csv(_stock_candles(tmp_path), index_col="Date", parse_dates=True)
+    business.index = business.index.rename("open_time")
+    marked = validate_candles(business, interval="D", gaps="mark")
+    assert marked["gap_before"].any()
+    monkeypatch.setattr(store, "load_or_fetch", lambda cfg, gaps="mark": marked)
+    cfg = parse_config({"data": {"source": "bybit", "gaps": "sessions"}})
+    loaded, _, _ = load_candles(cfg)
+    assert not loaded["gap_before"].any()

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -105,19 +105,21 @@ def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | 
             persistence=syn.persistence, interval=syn.interval, start=syn.start,
             start_price=syn.start_price)
         return candles, truth, syn.interval
+    gaps: Literal["error", "mark"] = "error" if data.gaps == "error" else "mark"
+    # (sessions are decided after loading, from how often gaps occur)
     if data.source in ("csv", "parquet"):
         from selfdistill.data.candles import infer_interval, load_candles_file
 
         assert data.path is not None  # checked by the config schema
-        candles = load_candles_file(data.path, interval=data.interval,
-                                    gaps="error" if data.gaps == "error" else "mark")
-        index = pd.DatetimeIndex(candles.index)
-        candles = apply_session_policy(candles, data.gaps, source=str(data.path))
-        return candles, None, data.interval or infer_interval(index)
-    from selfdistill.data.store import load_or_fetch
+        source = str(data.path)
+        candles = load_candles_file(data.path, interval=data.interval, gaps=gaps)
+        interval = data.interval or infer_interval(pd.DatetimeIndex(candles.index))
+    else:
+        from selfdistill.data.store import load_or_fetch
 
-    gaps = "error" if data.gaps == "error" else "mark"
-    return load_or_fetch(data.bybit, gaps=gaps), None, data.bybit.interval
+        source = f"{data.bybit.category} {data.bybit.symbol} {data.bybit.interval}"
+        candles, interval = load_or_fetch(data.bybit, gaps=gaps), data.bybit.interval
+    return apply_session_policy(candles, data.gaps, source=source), None, interval
 
 
 #: Under ``data.gaps: auto``, data whose gaps follow more than this share of bars
