@@ -70,7 +70,6 @@ def train_model(model: nn.Module, data: TrainData, cfg: Any, loss_fn: LossFn, *,
                callbacks=callbacks, label=label)
 
 
-@torch.no_grad()
 def val_nll(probs: np.ndarray, y: np.ndarray) -> float:
     """Mean negative log-likelihood of hard labels under (N, C) probabilities."""
     p = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
