@@ -7,8 +7,9 @@
       metrics.json         machine-readable results (schema in README.md); deterministic
       timings.json         wall times and epochs (not deterministic, so kept apart)
       predictions.parquet  per-row probabilities for val / test, every method and member
-      models/<method>/<member>.safetensors + .json   weights + metadata (never pickle)
-      report.html          written by ``selfdistill report`` (and every run by default)
+      models/<method>/     model.json + member_<i>.safetensors / .json (never pickle)
+      backtest.parquet, prices.parquet   written by the experiment (see evaluation)
+      report.html, summary.md            written by ``selfdistill report`` (and every run)
 """
 
 from __future__ import annotations
