@@ -147,6 +147,10 @@ def test_lineage_reports_cost_for_comparison_with_snapshot() -> None:
     assert lineage.info["generations_run"] == 2
     assert lineage.info["seconds"] >= sum(m.info["seconds"] for m in lineage.members)
     assert all("val_nll" in m.info for m in lineage.members)
+    # a distilled generation's cost includes computing and packing its teacher's targets
+    assert "target_seconds" not in lineage.members[0].info
+    for member in lineage.members[1:]:
+        assert 0 < member.info["target_seconds"] < member.info["seconds"]
 
 
 def test_config_rejects_inconsistent_controls() -> None:

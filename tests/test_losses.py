@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfdistill.losses import distillation_loss, fused_distillation_loss, kd_kl, soft_targets
+from selfdistill.losses import (
+    DistillationTargets,
+    distillation_loss,
+    fused_distillation_loss,
+    kd_kl,
+    soft_targets,
+)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -97,3 +103,57 @@ def test_invalid_arguments_rejected(alpha: float, temp: float) -> None:
     s, y = torch.randn(2, 3), torch.zeros(2, dtype=torch.long)
     with pytest.raises(ValueError, match=r"alpha|temperature"):
         distillation_loss(s, y, s, alpha=alpha, temperature=temp)
+
+
+@pytest.mark.parametrize(("alpha", "temp"), CASES)
+def test_packed_targets_match_numpy_reference_on_gathered_rows(alpha: float,
+                                                                temp: float) -> None:
+    # packed once for all rows, then a batch gathered by row index, as in training
+    rng = np.random.default_rng(3)
+    s_all, t_all = rng.normal(size=(50, 3)) * 2, rng.normal(size=(50, 3)) * 2
+    y_all = rng.integers(0, 3, size=50)
+    packed = DistillationTargets.build(torch.tensor(y_all),
+                                       soft_targets(torch.tensor(t_all), temperature=temp),
+                                       alpha=alpha, temperature=temp)
+    rows = np.array([7, 3, 41, 3, 19, 0, 49])
+    s = torch.tensor(s_all[rows], dtype=torch.float32, requires_grad=True)
+    got = packed.loss(s, torch.tensor(rows))
+    assert float(got) == pytest.approx(
+        _reference(s_all[rows], y_all[rows], t_all[rows], alpha, temp), rel=1e-5, abs=1e-6)
+    (grad,) = torch.autograd.grad(got, s)
+    p1, pt = _softmax(s_all[rows]), _softmax(t_all[rows] / temp)
+    ps = _softmax(s_all[rows] / temp)
+    onehot = np.eye(3)[y_all[rows]]
+    expected = (alpha * (p1 - onehot) + (1 - alpha) * temp * (ps - pt)) / len(rows)
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_targets_rows_without_teacher_are_hard_label_ce() -> None:
+    # rows the teacher never saw (all-zero probabilities) carry only the hard term
+    y = torch.tensor([0, 2, 1, 1])
+    q = torch.zeros(4, 3)
+    s = torch.randn(4, 3)
+    packed = DistillationTargets.build(y, q, alpha=0.25, temperature=2.0)
+    assert float(packed.loss(s)) == pytest.approx(0.25 * float(F.cross_entropy(s, y)), rel=1e-6)
+
+
+def test_packed_targets_accept_half_precision_logits() -> None:
+    y, t = torch.randint(0, 3, (16,)), torch.randn(16, 3)
+    s = torch.randn(16, 3)
+    packed = DistillationTargets.build(y, soft_targets(t, temperature=2.0), alpha=0.5,
+                                       temperature=2.0)
+    ref = distillation_loss(s, y, t, alpha=0.5, temperature=2.0)
+    got = packed.loss(s.to(torch.bfloat16))
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(ref), rel=2e-2)
+
+
+@pytest.mark.parametrize(("y", "q", "match"), [
+    (torch.tensor([0, 3]), torch.full((2, 3), 1 / 3), r"class indices in \[0, 3\)"),
+    (torch.tensor([0, -1]), torch.full((2, 3), 1 / 3), r"class indices"),
+    (torch.tensor([0, 1, 2]), torch.full((2, 3), 1 / 3), r"must be \(N,\) and \(N, C\)"),
+    (torch.tensor([0, 0]), torch.ones(2, 1), r"at least 2 classes"),
+])
+def test_packed_targets_reject_bad_input(y: torch.Tensor, q: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DistillationTargets.build(y, q, alpha=0.5, temperature=2.0)

@@ -13,7 +13,7 @@ from selfdistill.losses.consistency import (
     l2_normalised,
 )
 from selfdistill.losses.distillation import (
-    FusedDistillation,
+    DistillationTargets,
     distillation_loss,
     fused_distillation_loss,
     kd_kl,
@@ -23,7 +23,7 @@ from selfdistill.losses.distillation import (
 __all__ = [
     "ByotTerms",
     "DINOLoss",
-    "FusedDistillation",
+    "DistillationTargets",
     "byol_loss",
     "byot_loss",
     "byot_terms",

@@ -14,15 +14,15 @@ References:
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "FusedDistillation",
+    "DistillationTargets",
     "distillation_loss",
     "fused_distillation_loss",
     "kd_kl",
@@ -83,53 +83,80 @@ def soft_targets(teacher_logits: Tensor, *, temperature: float) -> Tensor:
     return torch.softmax(teacher_logits.detach().float() / temperature, dim=-1)
 
 
-@functools.lru_cache(maxsize=64)
-def _constant(rows: int, value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A cached, never-mutated (rows, 1) tensor of ``value`` (saves an op per step)."""
-    return torch.full((rows, 1), value, dtype=dtype, device=device)
+@dataclass(frozen=True)
+class DistillationTargets:
+    """Hard labels and teacher probabilities packed once, so a step needs few ops.
 
+    ``alpha * CE + (1 - alpha) * T^2 * KL`` is linear in the targets, so it is a
+    single soft-target cross-entropy over three "positions" of the student's
+    logits, weighted per row:
 
-class FusedDistillation(torch.autograd.Function):
-    """CE + T^2 KL in one softmax pass with the analytic gradient.
+    * position 0: logits ``z`` against ``alpha * onehot(y)`` (the hard term);
+    * position 1: logits ``z / T`` against ``(1 - alpha) T^2 q`` (the soft
+      term's cross part);
+    * position 2: logits ``0 * z``, whose log-softmax is the constant
+      ``-log C``, against ``c / (C log C)`` with ``c = (1 - alpha) T^2 sum q log q``:
+      it adds the teacher's negative entropy, so the value is the KL form
+      exactly, and its gradient is exactly zero.
 
-    Forward computes the same value as :func:`distillation_loss` given cached
-    teacher probabilities ``q`` at T, and already the gradient
-    ``(alpha * (p - y) + (1 - alpha) * T * (p_T - q)) / B``, which backward only
-    scales. On a small model this brings a distillation step close to the cost of
-    a plain CE step.
+    ``packed`` holds the three weight columns per row, negated, so the loss of a
+    batch is ``dot(log_softmax(logits * [1, 1/T, 0]), packed[rows]) / B``. All of
+    it is built once per generation; a training step then costs one gather, one
+    multiply, one log-softmax and one dot product, each with PyTorch's own
+    backward, which keeps a distillation step close to a plain CE step (at C = 3
+    the cost is per-op overhead, not arithmetic).
+
+    Attributes:
+        packed: (N, C, 3) float32 negated weights, rows as in the data.
+        scale: (1, 1, 3) multipliers ``[1, 1/T, 0]`` of the logits.
+        alpha / temperature: what the weights were built with.
     """
 
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, teacher_probs: Tensor,
-                alpha: float, temperature: float) -> Tensor:
-        # Few, whole-tensor ops: at C = 3 the cost is per-op overhead, not arithmetic.
-        z = logits.detach().float()
-        b = z.shape[0]
-        q = teacher_probs
-        logp = torch.log_softmax(z, dim=-1)  # (B, C) at T = 1
-        logp_t = torch.log_softmax(z / temperature, dim=-1)  # (B, C) at T
-        hard = F.nll_loss(logp, targets, reduction="sum")
-        # KL(q || p_T) = sum q log q - sum q log p_T; xlogy gives 0 where q == 0.
-        neg_entropy_minus_cross = torch.xlogy(q, q).sum() - torch.dot(q.reshape(-1),
-                                                                      logp_t.reshape(-1))
-        soft_w = (1.0 - alpha) * temperature
-        # d loss / d z = (alpha * (p - y) + (1 - alpha) * T * (p_T - q)) / B, built now
-        grad = logp.exp_().mul_(alpha / b)  # logp is not needed after the nll above
-        grad.scatter_add_(1, targets[:, None], _constant(b, -alpha / b, z.dtype, z.device))
-        grad.add_(logp_t.exp_().sub_(q), alpha=soft_w / b)
-        ctx.save_for_backward(grad)
-        loss = hard.mul(alpha / b).add_(neg_entropy_minus_cross, alpha=soft_w * temperature / b)
-        return loss
+    packed: Tensor
+    scale: Tensor
+    alpha: float
+    temperature: float
 
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors
-        return grad * grad_out, None, None, None, None
+    @classmethod
+    def build(cls, targets: Tensor, teacher_probs: Tensor, *, alpha: float,
+              temperature: float) -> DistillationTargets:
+        """Pack (N,) int64 labels and (N, C) teacher probabilities at ``temperature``.
+
+        Rows whose teacher probabilities are all zero (rows no step uses) get a
+        zero soft term.
+        """
+        _check(temperature, alpha)
+        if teacher_probs.ndim != 2 or targets.shape != teacher_probs.shape[:1]:
+            raise ValueError(f"targets {tuple(targets.shape)} and teacher_probs "
+                             f"{tuple(teacher_probs.shape)} must be (N,) and (N, C)")
+        c = teacher_probs.shape[1]
+        if c < 2:
+            raise ValueError(f"distillation needs at least 2 classes, got {c}")
+        if len(targets) and not (int(targets.min()) >= 0 and int(targets.max()) < c):
+            raise ValueError(f"targets must be class indices in [0, {c}), "
+                             f"got {int(targets.min())}..{int(targets.max())}")
+        q = teacher_probs.detach().float()
+        soft_w = (1.0 - alpha) * temperature**2
+        hard = F.one_hot(targets, c).to(q.dtype) * alpha
+        neg_entropy = torch.xlogy(q, q).sum(dim=1, keepdim=True) * soft_w  # (N, 1)
+        const = (neg_entropy / (c * math.log(c))).expand(-1, c)
+        packed = torch.stack([hard, q * soft_w, const], dim=2).neg_().contiguous()
+        scale = torch.tensor([1.0, 1.0 / temperature, 0.0], device=q.device).view(1, 1, 3)
+        return cls(packed=packed, scale=scale, alpha=float(alpha), temperature=float(temperature))
+
+    def loss(self, student_logits: Tensor, rows: Tensor | None = None) -> Tensor:
+        """The distillation loss of (B, C) logits for ``packed[rows]`` (all rows when None)."""
+        target = self.packed if rows is None else self.packed.index_select(0, rows)
+        logp = torch.log_softmax(student_logits.float().unsqueeze(2) * self.scale, dim=1)
+        return torch.dot(logp.view(-1), target.view(-1)) / target.shape[0]
 
 
 def fused_distillation_loss(student_logits: Tensor, targets: Tensor, teacher_probs: Tensor, *,
                             alpha: float, temperature: float) -> Tensor:
     """Same value and gradient as :func:`distillation_loss`, from cached teacher probabilities.
+
+    Packs the targets on every call; a training loop builds
+    :class:`DistillationTargets` once and calls its ``loss`` instead.
 
     Args:
         student_logits: (B, C) logits.
@@ -137,7 +164,5 @@ def fused_distillation_loss(student_logits: Tensor, targets: Tensor, teacher_pro
         teacher_probs: (B, C) teacher probabilities at ``temperature``
             (see :func:`soft_targets`).
     """
-    _check(temperature, alpha)
-    out: Tensor = FusedDistillation.apply(student_logits, targets, teacher_probs.float(),
-                                          float(alpha), float(temperature))
-    return out
+    return DistillationTargets.build(targets, teacher_probs, alpha=alpha,
+                                     temperature=temperature).loss(student_logits)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from selfdistill.losses import fused_distillation_loss, soft_targets
+from selfdistill.losses import DistillationTargets, soft_targets
 from selfdistill.methods.base import Derived, Lineage, Member, TrainData
 from selfdistill.methods.common import (
     derive_seed,
@@ -121,9 +121,10 @@ def _snapshot_models(model: nn.Module, states: Sequence[StateDict]) -> list[nn.M
 
 
 def _distill_loss(y: Tensor, q: Tensor, *, alpha: float, temperature: float) -> LossFn:
+    targets = DistillationTargets.build(y, q, alpha=alpha, temperature=temperature)
+
     def loss_fn(model: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
-        return fused_distillation_loss(model(xb), y[rows], q[rows], alpha=alpha,
-                                       temperature=temperature)
+        return targets.loss(model(xb), rows)
 
     return loss_fn
 
@@ -174,13 +175,19 @@ def _distilled_generation(data: TrainData, cfg: Any, teachers: Sequence[nn.Modul
                           ) -> tuple[Member, list[StateDict]]:
     t_k, a_k = _schedule(cfg, k)
     noise_seed = derive_seed(seed, "generation", k) + 1
+    t0 = time.perf_counter()
     q = teacher_targets(teachers, data.x, data.train_rows, temperature=t_k,
                         n_rows=data.x.shape[0], noise=cfg.born_again.target_noise,
                         generator=torch.Generator().manual_seed(noise_seed))
     loss_fn = _distill_loss(data.y, q, alpha=a_k, temperature=t_k)
-    return _train_generation(data, cfg, k, loss_fn, seed=seed, callbacks=callbacks,
-                             info={"temperature": t_k, "alpha": a_k,
-                                   "n_teachers": len(teachers)})
+    target_seconds = time.perf_counter() - t0
+    member, window = _train_generation(data, cfg, k, loss_fn, seed=seed, callbacks=callbacks,
+                                       info={"temperature": t_k, "alpha": a_k,
+                                             "n_teachers": len(teachers),
+                                             "target_seconds": target_seconds})
+    # a generation's cost includes computing and packing its teacher's targets
+    member.info["seconds"] += target_seconds
+    return member, window
 
 
 def fit_born_again(data: TrainData, cfg: Any, *, seed: int,

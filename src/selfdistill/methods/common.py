@@ -53,7 +53,8 @@ def hard_ce_loss(y: Tensor, *, label_smoothing: float = 0.0) -> LossFn:
     """Cross-entropy on hard labels looked up by row index."""
 
     def loss_fn(model: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
-        return F.cross_entropy(model(xb), y[rows], label_smoothing=label_smoothing)
+        return F.cross_entropy(model(xb), y.index_select(0, rows),
+                               label_smoothing=label_smoothing)
 
     return loss_fn
 

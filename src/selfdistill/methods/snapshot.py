@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from selfdistill.errors import ConfigError
-from selfdistill.losses import fused_distillation_loss
+from selfdistill.losses import DistillationTargets
 from selfdistill.methods.base import Derived, Lineage, Member, TrainData
 from selfdistill.methods.born_again import mean_probabilities, teacher_targets
 from selfdistill.methods.common import derive_seed, freeze, fresh_model, hard_ce_loss, val_nll
@@ -69,11 +69,10 @@ def _cycle_loss(data: TrainData, cfg: Any, teachers: Sequence[Member]) -> LossFn
         return hard_ce_loss(data.y)
     q = teacher_targets([t.model for t in teachers], data.x, data.train_rows,
                         temperature=sc.temperature, n_rows=data.x.shape[0])
-    y = data.y
+    targets = DistillationTargets.build(data.y, q, alpha=sc.alpha, temperature=sc.temperature)
 
     def loss_fn(model: nn.Module, xb: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return fused_distillation_loss(model(xb), y[rows], q[rows], alpha=sc.alpha,
-                                       temperature=sc.temperature)
+        return targets.loss(model(xb), rows)
 
     return loss_fn
 
