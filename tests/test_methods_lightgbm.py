@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +13,7 @@ import torch
 from selfdistill.config import RunConfig
 from selfdistill.methods import TrainData, get_method
 from selfdistill.methods.lightgbm import BoosterClassifier, fit_lightgbm
+from selfdistill.modelfile import save_model
 from selfdistill.nn.factory import model_from_spec
 
 
@@ -77,6 +82,27 @@ def test_state_dict_round_trip_needs_no_pickle() -> None:
     assert isinstance(shell, BoosterClassifier)
     shell.load_state_dict(state)
     torch.testing.assert_close(shell(data.x), model(data.x))
+
+
+def test_saved_booster_loads_in_a_fresh_process_without_importing_methods(
+        tmp_path: Path) -> None:
+    # load_model must find the lightgbm builder itself (it is registered by a module
+    # that the model-file code does not import)
+    data = _data()
+    model = fit_lightgbm(data, _cfg(), seed=0).members[0].model
+    save_model(model, tmp_path / "booster", {"method": "lightgbm"})
+    x_file = tmp_path / "x.npy"
+    np.save(x_file, data.x[:20].numpy())
+    code = ("import sys, numpy as np, torch\n"
+            "from selfdistill.modelfile import load_model\n"
+            f"model, meta = load_model({str(tmp_path / 'booster')!r})\n"
+            f"x = torch.from_numpy(np.load({str(x_file)!r}))\n"
+            "np.save(sys.argv[1], model(x).detach().numpy())\n")
+    out = tmp_path / "out.npy"
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(out), model(data.x[:20]).detach().numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("stop", [0, 5])
