@@ -6,15 +6,14 @@ runs alternate (A B A B ...) and each ratio is the median of ratios taken pair
 by pair, so machine drift cancels. Three figures:
 
 1. our loop vs a hand-written loop, one epoch (target >= 0.9x samples/s);
-2. a distillation epoch vs a plain epoch, the bare training steps (the packing
-   of the teacher's targets is counted in every distillation epoch);
-3. a Born-Again generation vs a plain one, as the pipeline runs them on the demo
-   market: generation 1 (computing and packing the teacher's soft targets, then
-   training) against generation 0 (hard labels), same epochs, validation after
-   each epoch (target <= 1.15x, issue 2).
+2. a distillation epoch vs a plain epoch, the bare training steps;
+3. a Born-Again generation vs a plain one on the demo market, as the pipeline
+   trains them: a distilled generation (computing and packing the teacher's
+   soft targets, then training) against a hard-label one, same epochs,
+   validation after each epoch, epochs interleaved (target <= 1.15x, issue 2).
 
 Usage: python benchmarks/bench_training.py [--rows 12000] [--repeats 25]
-       [--generation-repeats 9] [--epochs 8]
+       [--generation-repeats 15] [--epochs 8] [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ import torch.nn.functional as F
 
 from selfdistill.config import load_config
 from selfdistill.losses import DistillationTargets, soft_targets
-from selfdistill.methods.born_again import fit_born_again
-from selfdistill.methods.common import hard_ce_loss
+from selfdistill.methods.born_again import teacher_targets
+from selfdistill.methods.common import freeze, fresh_model, hard_ce_loss
 from selfdistill.nn import MLP
 from selfdistill.pipeline import build_dataset, holdout_split, load_candles, make_train_data
 from selfdistill.training.loop import fit, make_optimizer
@@ -51,11 +50,16 @@ def _model(features: int) -> MLP:
     return MLP(features, 3, hidden=(64, 64), dropout=0.1)
 
 
+#: the clock every figure uses; ``--clock`` sets it (process CPU time by default: a
+#: shared machine's stolen time then does not count, and one torch thread does the work)
+CLOCK: Callable[[], float] = time.process_time
+
+
 def hand_written_epoch(x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     model = _model(x.shape[1])
     opt = make_optimizer(model, kind="adamw", lr=1e-3, weight_decay=1e-4)
     g = torch.Generator().manual_seed(0)
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     perm = torch.randperm(len(x), generator=g)
     for i in range(0, len(x), batch):
         idx = perm[i:i + batch]
@@ -63,7 +67,7 @@ def hand_written_epoch(x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def our_epoch(x: torch.Tensor, y: torch.Tensor, batch: int,
@@ -72,36 +76,67 @@ def our_epoch(x: torch.Tensor, y: torch.Tensor, batch: int,
     opt = make_optimizer(model, kind="adamw", lr=1e-3, weight_decay=1e-4)
     rows = torch.arange(len(x))
     loss_fn = loss_fn or hard_ce_loss(y)  # the pipeline's plain loss
-    result = fit(model, x=x, y=y, train_rows=rows, val_rows=rows[:0], loss_fn=loss_fn,
-                 epochs=1, batch_size=batch, optimizer=opt,
-                 generator=torch.Generator().manual_seed(0))
-    return result.seconds
+    t0 = CLOCK()
+    fit(model, x=x, y=y, train_rows=rows, val_rows=rows[:0], loss_fn=loss_fn, epochs=1,
+        batch_size=batch, optimizer=opt, generator=torch.Generator().manual_seed(0))
+    return CLOCK() - t0
 
 
 def distill_epoch(x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     teacher = _model(x.shape[1]).eval()
     with torch.no_grad():
         q = soft_targets(teacher(x), temperature=3.0)
-    t0 = time.perf_counter()  # packed once per generation, as Born-Again does; counted
+    # packed once per generation: figure 3 counts it, this one times the steps only
     targets = DistillationTargets.build(y, q, alpha=0.3, temperature=3.0)
-    pack = time.perf_counter() - t0
-    return pack + our_epoch(x, y, batch, lambda m, xb, r: targets.loss(m(xb), r))
+    return our_epoch(x, y, batch, lambda m, xb, r: targets.loss(m(xb), r))
 
 
 def generation_ratios(repeats: int, epochs: int) -> list[float]:
-    """Born-Again generation 1 / generation 0 seconds, one lineage per repeat."""
-    cfg = load_config(DEMO, [f"training.epochs={epochs}", "training.patience=0",
-                             "born_again.generations=1"])
+    """Born-Again generation 1 / generation 0 cost on the demo market, per repeat.
+
+    Each repeat trains a plain generation (hard labels) and a distilled one
+    (the demo's generation-1 temperature and alpha) from fresh weights, as
+    ``train_model`` does: the pipeline's optimizer, batch size and losses, the
+    validation loss after every epoch. Their epochs alternate (plain, distilled,
+    distilled, plain, ...) so the machine's drift hits both alike; the distilled
+    side also pays for its teacher's soft targets and their packing.
+    """
+    cfg = load_config(DEMO, ["training.patience=0"])
     candles, truth, interval = load_candles(cfg)
     ds = build_dataset(cfg, candles, truth, interval)
     data, _, _ = make_train_data(ds, holdout_split(ds, cfg), cfg, torch.device("cpu"))
+    tr, ba = cfg.training, cfg.born_again
     print(f"generations: demo market, {len(data.train_rows)} training rows, "
-          f"{len(data.val_rows)} validation rows, {epochs} epochs each")
+          f"{len(data.val_rows)} validation rows, {epochs} epochs each, "
+          f"T={ba.temperature}, alpha={ba.alpha}")
+    teacher = freeze(fresh_model(data, cfg, 99))  # its weights do not change the cost
+
+    def side(loss_fn: Callable) -> Callable[[], None]:
+        model = fresh_model(data, cfg, cfg.seed)
+        opt = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        return lambda: fit(model, x=data.x, y=data.y, train_rows=data.train_rows,
+                           val_rows=data.val_rows, loss_fn=loss_fn, epochs=1,
+                           batch_size=tr.batch_size, optimizer=opt, generator=gen)
+
     ratios = []
-    for i in range(repeats + 1):  # the first lineage warms up
-        gen0, gen1 = fit_born_again(data, cfg, seed=cfg.seed).members
+    for i in range(repeats + 1):  # the first pair warms up
+        plain = side(hard_ce_loss(data.y))
+        t0 = CLOCK()
+        q = teacher_targets([teacher], data.x, data.train_rows, temperature=ba.temperature,
+                            n_rows=data.x.shape[0])
+        targets = DistillationTargets.build(data.y, q, alpha=float(ba.alpha),
+                                            temperature=ba.temperature)
+        distilled = side(lambda m, xb, r, t=targets: t.loss(m(xb), r))
+        cost = {"plain": 0.0, "distilled": CLOCK() - t0}
+        for epoch in range(epochs):
+            order = (("plain", plain), ("distilled", distilled))
+            for name, run_epoch in order if epoch % 2 == 0 else order[::-1]:
+                t0 = CLOCK()
+                run_epoch()
+                cost[name] += CLOCK() - t0
         if i:
-            ratios.append(gen1.info["seconds"] / gen0.info["seconds"])
+            ratios.append(cost["distilled"] / cost["plain"])
     return ratios
 
 
@@ -116,12 +151,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=12_000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=25)
-    parser.add_argument("--generation-repeats", type=int, default=9)
+    parser.add_argument("--generation-repeats", type=int, default=15)
     parser.add_argument("--epochs", type=int, default=8, help="epochs per generation")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="process CPU time (default) or wall time")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (experiment cells use 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     x, y = _data(args.rows)
     fns = {"hand": hand_written_epoch, "ours": our_epoch, "distill": distill_epoch}
     runs: dict[str, list[float]] = {name: [] for name in fns}
@@ -132,7 +171,7 @@ def main() -> None:
             runs[name].append(fn(x, y, args.batch))
     med = {k: statistics.median(v) for k, v in runs.items()}
     print(f"rows={args.rows} batch={args.batch} repeats={args.repeats} "
-          f"threads={torch.get_num_threads()}")
+          f"threads={torch.get_num_threads()} clock={args.clock}")
     for name in fns:
         print(f"{name:>8}: median epoch {med[name] * 1e3:8.2f} ms  "
               f"{args.rows / med[name]:10.0f} samples/s")
