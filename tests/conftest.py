@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from selfdistill.data.synthetic import generate_market
 
@@ -22,6 +23,13 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime writes teleme
 
 SEED = 0
 TINY_BARS = 600
+
+# Property tests draw the same examples on every run by default, so a green suite
+# stays green (CI must not depend on luck); `pytest --hypothesis-profile=explore`
+# searches fresh random examples, many more of them, to look for new failures.
+settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
+                          database=None)
+settings.register_profile("explore", max_examples=1000, deadline=None)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import skew
 
@@ -69,7 +69,6 @@ def test_missing_column_raises() -> None:
 # --------------------------------------------------------------------- causality
 
 
-@settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), first=st.integers(1, 399))
 def test_changing_future_bars_never_changes_past_features(seed: int, first: int) -> None:
     candles = make_candles(400, seed=seed % 7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from candle_helpers import make_candles as _make_candles
@@ -75,7 +75,6 @@ def test_trailing_volatility_matches_explicit_ewm_formula() -> None:
     assert np.isfinite(sigma[10])
 
 
-@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 1000), first=st.integers(1, 299))
 def test_trailing_volatility_uses_bars_up_to_t_only(seed: int, first: int) -> None:
     candles = make_candles(300, seed=seed)
@@ -208,7 +207,6 @@ def test_unknown_method_raises_config_error() -> None:
 # --------------------------------------------------------------------- causality
 
 
-@settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 1000), first=st.integers(2, 299), h=st.integers(1, 15),
        method=st.sampled_from(METHODS))
 def test_bars_after_the_horizon_never_change_a_label(seed: int, first: int, h: int,
@@ -216,9 +214,16 @@ def test_bars_after_the_horizon_never_change_a_label(seed: int, first: int, h: i
     cfg = LabelsConfig(method=method, horizon=h, k=0.5, vol_span=10)
     candles = make_candles(300, seed=seed)
     a = make_labels(candles, cfg)
-    b = make_labels(perturb_from(candles, first, seed + 1), cfg)
+    keep_a = a.start + a.horizon < first
+    try:
+        b = make_labels(perturb_from(candles, first, seed + 1), cfg)
+    except DataError:
+        # the re-drawn gaps can leave no bar labellable; then no row of `a` may have
+        # its interval before the first changed bar either (those rows would survive)
+        assert not keep_a.any()
+        return
     # every row whose interval [t, end] ends before the first changed bar is unchanged
-    keep_a, keep_b = a.start + a.horizon < first, b.start + b.horizon < first
+    keep_b = b.start + b.horizon < first
     np.testing.assert_array_equal(a.start[keep_a], b.start[keep_b])
     np.testing.assert_array_equal(a.end[keep_a], b.end[keep_b])
     np.testing.assert_array_equal(a.y.to_numpy()[keep_a], b.y.to_numpy()[keep_b])

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from selfdistill.errors import ConfigError, DataError
 from selfdistill.splits import Split, check_no_leak, purged_kfold, purged_split, walk_forward
 
-PROPERTY = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])  # examples: conftest profile
 
 
 @st.composite
