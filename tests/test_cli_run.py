@@ -93,16 +93,25 @@ def test_set_overrides_apply(small_config: Path, tmp_path: Path) -> None:
         (["--set", "labels.horizon=0"], 2, "labels.horizon"),
         (["--set", "data.source=csv", "--set", "data.path=/nonexistent/x.csv"], 1,
          "/nonexistent/x.csv"),
+        (["--set", "seed=-1"], 2, "seed: must be greater than or equal to 0"),
+        (["--set", "data.synthetic.interval=7"], 2, "data.synthetic.interval: must be one of"),
+        (["--set", "data.source=csv", "--set", "data.path=DUPLICATES"], 1,
+         "repeats an earlier timestamp"),
     ],
 )
 def test_errors_are_one_line_with_exit_code(small_config: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str],
                                             args: list[str], code: int, fragment: str) -> None:
+    if "data.path=DUPLICATES" in args:  # a CSV whose second row repeats the first's time
+        bad = tmp_path / "dup.csv"
+        bad.write_text("date,open,high,low,close,volume\n" + "2024-01-01,1,2,0.5,1.5,10\n" * 2)
+        args = [a.replace("DUPLICATES", str(bad)) for a in args]
     assert main(["run", str(small_config), "--out", str(tmp_path / "o"), *args]) == code
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err
     assert fragment in err
     assert "Traceback" not in err
-    assert len(err.splitlines()) == 1
+    assert err.startswith("error: ")  # one line, nothing around it
+    assert err.count("\n") == 1
 
 
 def test_missing_config_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,6 +33,10 @@ def test_defaults_are_valid_and_round_trip(tmp_path: Path) -> None:
         ({"data": {"source": "ftp"}}, "data.source"),
         ({"split": {"train": 0.5, "val": 0.2, "test": 0.2}}, "must be 1"),
         ({"device": "tpu"}, "device"),
+        ({"seed": -1}, "seed: must be greater than or equal to 0"),
+        ({"data": {"synthetic": {"seed": 2**64}}}, "data.synthetic.seed"),
+        ({"data": {"synthetic": {"interval": "7"}}}, "data.synthetic.interval: must be one of"),
+        ({"data": {"bybit": {"interval": 45}}}, "data.bybit.interval: must be one of"),
     ],
 )
 def test_invalid_configs_name_the_field(raw: dict, fragment: str) -> None:
@@ -40,6 +44,31 @@ def test_invalid_configs_name_the_field(raw: dict, fragment: str) -> None:
         parse_config(raw, source="'x.yaml'")
     assert fragment in str(info.value)
     assert "x.yaml" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # a union field (a number or a list of numbers) reads as one plain message
+        ({"born_again": {"alpha": 2}},
+         "born_again.alpha: must be less than or equal to 1 (got 2)"),
+        ({"born_again": {"alpha": [0.1, 2]}},
+         "born_again.alpha: item 1: must be less than or equal to 1 (got [0.1, 2])"),
+        ({"born_again": {"alpha": "abc"}},
+         "born_again.alpha: must be a number or a list of numbers (got 'abc')"),
+        ({"born_again": {"alpha": []}}, "born_again.alpha: alpha list must not be empty"),
+        ({"labels": {"horizon": 0}}, "labels.horizon: must be greater than or equal to 1 (got 0)"),
+        ({"methods": ["foo"]}, "methods: unknown method 'foo'"),
+    ],
+)
+def test_error_messages_read_plainly(raw: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, source="'x.yaml'")
+    message = str(info.value)
+    assert message.startswith("invalid config 'x.yaml': ")
+    assert expected in message
+    for noise in ("constrained-float", "list[", "Input should", "Value error"):
+        assert noise not in message
 
 
 def test_overrides_reach_into_sections_and_parse_yaml() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from bybit_server import FakeBybit, Fault
 from selfdistill.config import BybitSourceConfig
@@ -264,8 +265,12 @@ def test_offline_without_the_range_names_the_fetch_command(tmp_path: Path,
 def test_load_or_fetch_rejects_bad_input_before_any_path(tmp_path: Path, fake: FakeBybit) -> None:
     with pytest.raises(ConfigError, match=r"symbol '\.\./\.\./x'"):
         load_or_fetch(config(fake, tmp_path, symbol="../../x"))
+    with pytest.raises(ValidationError, match="must be one of 1, 3, 5"):  # the config says so
+        config(fake, tmp_path, interval="7")
+    # and the store checks again for configs built without validation
+    unchecked = config(fake, tmp_path).model_copy(update={"interval": "7"})
     with pytest.raises(ConfigError, match="interval '7'"):
-        load_or_fetch(config(fake, tmp_path, interval="7"))
+        load_or_fetch(unchecked)
     with pytest.raises(ConfigError, match="start 'yesterday-ish'"):
         load_or_fetch(config(fake, tmp_path, start="yesterday-ish"))
     assert list(tmp_path.iterdir()) == []

@@ -35,6 +35,7 @@ from selfdistill.config_sections import (
     ModelConfig,
     ReportConfig,
     Section,
+    Seed,
     SnapshotConfig,
     SplitConfig,
     SyntheticConfig,
@@ -87,7 +88,7 @@ class RunConfig(Section):
     """The whole run config. Field names are part of the public interface."""
 
     name: str = "run"
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
@@ -139,18 +140,77 @@ class RunConfig(Section):
 # ------------------------------------------------------------------------ loading
 
 
+#: pydantic's names for the branches of a union field, as a reader would say them
+_BRANCH_NAMES = {"float": "a number", "constrained-float": "a number", "int": "an integer",
+                 "constrained-int": "an integer", "str": "a text", "bool": "true or false",
+                 "none": "null", "list": "a list", "dict": "a mapping"}
+
+
+def _is_branch(part: object) -> bool:
+    """True for the loc entries pydantic adds for union branches ('list[float]', 'int')."""
+    return isinstance(part, str) and (not part.isidentifier() or part in _BRANCH_NAMES)
+
+
+def _branch_name(tag: str) -> str:
+    if tag in _BRANCH_NAMES:
+        return _BRANCH_NAMES[tag]
+    outer, _, inner = tag.partition("[")
+    if outer == "list" and inner:
+        item = _branch_name(inner.rstrip("]"))
+        return "a list of " + (item.split(" ", 1)[1] + "s" if " " in item else item)
+    if outer.startswith("literal"):
+        return "one of " + inner.rstrip("]")
+    return tag
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see the config reference in README.md)"
+    msg = str(err["msg"]).replace("Input should be", "must be")
+    return msg.removeprefix("Value error, ")
+
+
+def _wrong_type(err: Any) -> bool:
+    """The value is not of a branch's type at all (rather than out of its range)."""
+    return str(err["type"]).endswith(("_type", "_parsing")) or err["type"] == "none_required"
+
+
+def _union_text(entries: list[tuple[str, Any]]) -> str:
+    """One message for a union field: the branches that nearly fit, else what is allowed."""
+    near = [(branch, err) for branch, err in entries if not _wrong_type(err)]
+    if not near:
+        kinds = list(dict.fromkeys(branch for branch, _ in entries))
+        return "must be " + " or ".join(kinds)
+    if len(near) == 1:
+        return _message(near[0][1])
+    return "; or ".join(f"as {branch}: {_message(err)}" for branch, err in near)
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = []
+    """One entry per bad field; the branches of a union field are joined into one entry."""
+    groups: dict[str, list[tuple[str, Any]]] = {}  # field path -> [(branch, error)]
+    got: dict[str, str] = {}
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the config reference in README.md)"
-        elif err["type"] == "literal_error":
-            msg = msg.replace("Input should be", "must be")
+        loc = list(err["loc"])
+        cut = next((i for i, part in enumerate(loc) if _is_branch(part)), len(loc))
+        path = ".".join(str(p) for p in loc[:cut]) or "(root)"
+        branch = ""
+        if cut < len(loc):
+            branch = _branch_name(str(loc[cut]))
+            rest = [str(p) for p in loc[cut + 1:] if not _is_branch(p)]
+            if rest:  # an item of a list branch: name it in the path
+                err = {**err, "msg": f"item {'.'.join(rest)}: {err['msg']}"}
+        groups.setdefault(path, []).append((branch, err))
         value = err.get("input")
-        shown = "" if err["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{path}: {msg}{shown}")
+        if err["type"] != "missing" and not isinstance(value, dict) and path not in got:
+            got[path] = f" (got {value!r})"
+    lines = []
+    for path, entries in groups.items():
+        if len(entries) == 1 and not entries[0][0]:
+            text = _message(entries[0][1])
+        else:
+            text = _union_text(entries)
+        lines.append(f"{path}: {text}{got.get(path, '')}")
     return f"invalid config {source}: " + "; ".join(lines)
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +40,7 @@ __all__ = [
     "Probability",
     "ReportConfig",
     "Section",
+    "Seed",
     "SnapshotConfig",
     "SplitConfig",
     "SyntheticConfig",
@@ -55,8 +57,20 @@ def _interval_text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _known_interval(value: str) -> str:
+    from selfdistill.data.intervals import INTERVALS  # lazy: pandas is not needed to parse
+
+    if value.strip() not in INTERVALS:
+        raise ValueError(f"must be one of {', '.join(INTERVALS)} "
+                         "(minutes, or D / W / M for day / week / month)")
+    return value.strip()
+
+
 #: Bybit spelling of a bar interval; an unquoted YAML number (60) is taken as "60".
-Interval = Annotated[str, BeforeValidator(_interval_text)]
+Interval = Annotated[str, BeforeValidator(_interval_text), AfterValidator(_known_interval)]
+
+#: Seeds feed NumPy and torch generators: whole numbers from 0 to 2**63 - 1.
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 def _date_text(value: object) -> object:
@@ -85,7 +99,7 @@ class SyntheticConfig(Section):
     start: DateText = "2022-01-01"
     persistence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.995
     start_price: PositiveFloat = 30_000.0
-    seed: int | None = None  # None: use the run's seed
+    seed: Seed | None = None  # None: use the run's seed
 
 
 class BybitSourceConfig(Section):

@@ -40,7 +40,7 @@ class ProgressCallback(ExperimentCallback):
     def make_progress(cls) -> Progress:
         return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-                        transient=True)
+                        transient=True, disable=not console.is_terminal)  # no bars in logs
 
     def on_experiment_begin(self, n_cells: int, workers: int) -> None:
         what = f"{n_cells} cell{'s' if n_cells > 1 else ''} (fold x seed)"
