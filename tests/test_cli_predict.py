@@ -158,6 +158,12 @@ def test_errors_are_one_line_with_the_right_exit_code(trained: tuple[Path, Path]
     assert main(["predict", "--model", str(tmp_path / "model.pkl"), "--candles",
                  str(candles)]) == 1
     assert "never unpickles" in capsys.readouterr().err
+    short = tmp_path / "short.parquet"  # fewer bars than the slowest feature's look-back
+    save_candles(pd.read_parquet(candles).iloc[:20], short)
+    assert main(["predict", "--model", str(run), "--candles", str(short)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: none of the 20 candles has complete features")
+    assert "pass at least 25 candles" in err  # warm-up 24 bars (volume / skew windows)
 
 
 def test_window_models_predict_like_their_run(tmp_path: Path) -> None:

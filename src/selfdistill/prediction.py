@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from selfdistill.errors import ConfigError, ModelFileError
+from selfdistill.errors import ConfigError, DataError, ModelFileError
 from selfdistill.modeldir import MANIFEST, ModelBundle, load_bundle_models
 from selfdistill.modelfile import refuse_pickle
 from selfdistill.uncertainty import disagreement, entropy
@@ -59,6 +59,16 @@ def _features(bundle: ModelBundle, candles: pd.DataFrame) -> pd.DataFrame:
     return feats[list(bundle.feature_names)]
 
 
+def _no_complete_row(bundle: ModelBundle, n_candles: int) -> None:
+    from selfdistill.config import FeaturesConfig
+    from selfdistill.features import feature_warmup
+
+    warmup = feature_warmup(FeaturesConfig.model_validate(bundle.feature_config))
+    raise DataError(f"none of the {n_candles} candles has complete features: the model's "
+                    f"features need {warmup} bars of gap-free history before a bar; pass at "
+                    f"least {warmup + 1} candles")
+
+
 def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     """Per bar: class probabilities, predicted regime and uncertainty.
 
@@ -76,6 +86,8 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     feats = _features(bundle, candles)
     raw = feats.to_numpy(dtype=np.float64)
     ok = np.isfinite(raw).all(axis=1)
+    if not ok.any():
+        _no_complete_row(bundle, len(candles))
     x = torch.as_tensor(Scaler.from_dict(bundle.scaler).transform(raw[ok]), dtype=torch.float32)
     if windows:
         from selfdistill.windows import make_windows
