@@ -147,6 +147,11 @@ def test_bad_hyperparameters_name_the_parameter() -> None:
         SelfDistillClassifier("nope", **FAST).fit(X, y)
     with pytest.raises(ConfigError, match="validation_fraction"):
         SelfDistillClassifier(validation_fraction=1.0).fit(X, y)
+    # a parameter taking a number or a list reads as one plain message
+    with pytest.raises(ConfigError) as info:
+        SelfDistillClassifier(alpha=3).fit(X, y)
+    assert str(info.value) == ("invalid SelfDistillClassifier parameter: "
+                               "alpha: must be less than or equal to 1 (got 3)")
 
 
 # ------------------------------------------------------------------ time order

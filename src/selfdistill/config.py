@@ -67,6 +67,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "parse_config",
+    "validation_messages",
 ]
 
 #: Methods a run can train, in the order the table shows them.
@@ -186,8 +187,8 @@ def _union_text(entries: list[tuple[str, Any]]) -> str:
     return "; or ".join(f"as {branch}: {_message(err)}" for branch, err in near)
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    """One entry per bad field; the branches of a union field are joined into one entry."""
+def validation_messages(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) per bad field; a union field's branches give one message."""
     groups: dict[str, list[tuple[str, Any]]] = {}  # field path -> [(branch, error)]
     got: dict[str, str] = {}
     for err in exc.errors():
@@ -204,14 +205,19 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         value = err.get("input")
         if err["type"] != "missing" and not isinstance(value, dict) and path not in got:
             got[path] = f" (got {value!r})"
-    lines = []
+    out = []
     for path, entries in groups.items():
         if len(entries) == 1 and not entries[0][0]:
             text = _message(entries[0][1])
         else:
             text = _union_text(entries)
-        lines.append(f"{path}: {text}{got.get(path, '')}")
-    return f"invalid config {source}: " + "; ".join(lines)
+        out.append((path, f"{text}{got.get(path, '')}"))
+    return out
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    return f"invalid config {source}: " + "; ".join(
+        f"{path}: {text}" for path, text in validation_messages(exc))
 
 
 def parse_config(raw: dict[str, Any] | None, *, source: str = "") -> RunConfig:

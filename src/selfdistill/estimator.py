@@ -34,7 +34,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from selfdistill.calibration import fit_temperature
-from selfdistill.config import RunConfig
+from selfdistill.config import RunConfig, validation_messages
 from selfdistill.errors import ConfigError, ModelFileError
 from selfdistill.features import Scaler
 from selfdistill.methods import Lineage, Member, TrainData, get_method
@@ -353,8 +353,8 @@ def _param_errors(exc: ValidationError) -> str:
     by_path: dict[tuple[str, ...], str] = {
         (s, k) if k else (s,): p for p, (s, k) in PARAM_PATHS.items()}
     lines = []
-    for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"])
-        name = by_path.get(loc[:2]) or by_path.get(loc[:1]) or ".".join(loc)
-        lines.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+    for path, text in validation_messages(exc):
+        loc = tuple(path.split("."))
+        name = by_path.get(loc[:2]) or by_path.get(loc[:1]) or path
+        lines.append(f"{name}: {text}")
     return "invalid SelfDistillClassifier parameter: " + "; ".join(lines)
