@@ -152,6 +152,27 @@ def test_cli_report_reads_only_the_run_directory(run_dir: Path, tmp_path: Path,
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("name", "content"), [
+    ("metrics.json", b"{not json"),
+    ("metrics.json", b"[1, 2]"),
+    ("predictions.parquet", b""),
+    ("prices.parquet", b"PAR1 truncated"),
+    ("backtest.parquet", b"\x00" * 16),
+    ("config.yaml", b"a: [b"),
+])
+def test_a_damaged_run_file_is_named_in_one_line(run_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 name: str, content: bytes) -> None:
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged)
+    (damaged / name).write_bytes(content)
+    assert main(["report", str(damaged)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{damaged / name}' cannot be read (")
+    assert "the run directory is damaged" in err
+    assert err.count("\n") == 1
+
+
 def test_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser")
                     if shutil.which(b)), None)

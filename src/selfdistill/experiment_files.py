@@ -122,10 +122,25 @@ def _periods(cfg: RunConfig, ds: Dataset) -> float | None:
     return annualisation(ds.interval, cfg.backtest.periods_per_year)
 
 
+def damaged(path: Path, exc: BaseException) -> DataError:
+    """The error for a run-directory file that exists but cannot be read."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"'{path}' cannot be read ({detail}); the run directory is damaged: "
+                     "run the experiment again")
+
+
+def read_run_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file of a run directory; a damaged file is a DataError naming it."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise damaged(path, exc) from None
+
+
 def read_curves(run_dir: str | Path) -> pd.DataFrame | None:
     """The backtest series of a run directory (None when the backtest was off)."""
     path = Path(run_dir) / BACKTEST_FILE
-    return pd.read_parquet(path) if path.is_file() else None
+    return read_run_parquet(path) if path.is_file() else None
 
 
 def read_prices(run_dir: str | Path) -> pd.DataFrame:
@@ -133,4 +148,4 @@ def read_prices(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / PRICES_FILE
     if not path.is_file():
         raise DataError(f"'{run_dir}' has no {PRICES_FILE}; run it again with this version")
-    return pd.read_parquet(path)
+    return read_run_parquet(path)

@@ -27,6 +27,7 @@ import pandas as pd
 from selfdistill import __version__
 from selfdistill.config import RunConfig, dump_config
 from selfdistill.errors import ConfigError, DataError
+from selfdistill.experiment_files import damaged, read_run_parquet
 from selfdistill.methods.base import Lineage
 from selfdistill.modeldir import save_bundle
 
@@ -138,7 +139,12 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise DataError(f"'{run_dir}' is not a run directory (no metrics.json)")
-    payload: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(path, exc) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
+        raise damaged(path, ValueError("no list of 'records'"))
     return payload
 
 
@@ -147,5 +153,5 @@ def read_predictions(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / "predictions.parquet"
     if not path.is_file():
         raise DataError(f"'{run_dir}' is not a run directory (no predictions.parquet)")
-    return pd.read_parquet(path)
+    return read_run_parquet(path)
 

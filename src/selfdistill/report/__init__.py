@@ -41,7 +41,7 @@ pre { background: #f6f6f6; padding: .8em; font-size: .8em; overflow-x: auto; }
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read what the report needs from a run directory (nothing else)."""
-    from selfdistill.experiment_files import read_curves, read_prices
+    from selfdistill.experiment_files import PRICES_FILE, damaged, read_curves, read_prices
     from selfdistill.runs import read_metrics, read_predictions
 
     path = Path(run_dir)
@@ -49,11 +49,13 @@ def load_run(run_dir: str | Path) -> RunData:
         raise DataError(f"run directory '{path}' does not exist")
     config_path = path / "config.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
+    # runs from before prices.parquet existed still report (without the price sections)
+    prices = read_prices(path) if (path / PRICES_FILE).is_file() else None
     try:
-        prices = read_prices(path)
-    except DataError:
-        prices = None
-    return RunData(metrics=read_metrics(path), config=yaml.safe_load(config_text) or {},
+        config = yaml.safe_load(config_text) or {}
+    except yaml.YAMLError as exc:
+        raise damaged(config_path, exc) from None
+    return RunData(metrics=read_metrics(path), config=config,
                    config_text=config_text, predictions=read_predictions(path),
                    curves=read_curves(path), prices=prices)
 
