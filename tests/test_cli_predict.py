@@ -128,6 +128,13 @@ def test_run_model_loads_into_the_estimator_and_numpy(trained: tuple[Path, Path]
     assert (est.predict(feats) == got["regime"].to_numpy()).all()
     numpy_probs = NumpyModel.from_dir(run / "models" / "born_again").predict_proba(feats)
     np.testing.assert_allclose(numpy_probs, probs, atol=1e-5)
+    # BYOT's exits are served by NumPy too, equal to `selfdistill predict --method byot`
+    byot = _predict(run, candles, tmp_path / "b.parquet", "--method", "byot")
+    byot = byot.dropna(subset=["regime"])
+    numpy_byot = NumpyModel.from_dir(run / "models" / "byot")
+    np.testing.assert_allclose(numpy_byot.predict_proba(feats),
+                               byot[[f"p_{c}" for c in numpy_byot.classes]].to_numpy(),
+                               atol=1e-5)
 
 
 def test_estimator_model_serves_predict(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from selfdistill.features import Scaler, compute_features, feature_names
 from selfdistill.inference import NumpyModel, latest_features
 from selfdistill.modeldir import save_bundle
 from selfdistill.nn.mlp import MLP, ConstantClassifier
+from selfdistill.nn.multi_exit import MultiExitMLP
 
 F = 6
 NAMES = [f"f{i}" for i in range(F)]
@@ -113,11 +114,46 @@ def test_constant_majority_model(tmp_path: Path) -> None:
     assert got[0].argmax() == 0
 
 
-def test_multi_exit_members_are_left_to_torch(tmp_path: Path) -> None:
-    save_bundle(tmp_path / "m", [MLP(F, 3)], member_keys=[{"exit": 0}], classes=[0, 1, 2],
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("hidden", [(16, 8, 8), (12, 12)])
+def test_multi_exit_members_match_torch_exit_by_exit(tmp_path: Path, activation: str,
+                                                     hidden: tuple[int, ...]) -> None:
+    # one member per exit, as BYOT saves them; bottleneck 8 equals the last width in one case
+    model = MultiExitMLP(F, 3, hidden=hidden, activation=activation, dropout=0.3, bottleneck=8)
+    depth = model.depth
+    scaler = _scaler()
+    save_bundle(tmp_path / "m", [model] * depth,
+                member_keys=[{"exit": i + 1} for i in range(depth)],
+                classes=np.array(["bull", "bear", "sideways"]), feature_names=NAMES,
+                selected=depth - 1, temperature=1.3, scaler=scaler.to_dict(),
+                member_meta=[{"output": i} for i in range(depth)])
+    x = _raw(40)
+    numpy_model = NumpyModel.from_dir(tmp_path / "m")
+    members = numpy_model.predict_proba_members(x)  # (depth, N, C), each at T = 1.3
+    z = torch.as_tensor(scaler.transform(x), dtype=torch.float32)
+    with torch.no_grad():
+        exits = model.eval()(z).logits
+    for i in range(depth):
+        expected = torch.softmax(exits[i].double() / 1.3, dim=-1).numpy()
+        np.testing.assert_allclose(members[i], expected, atol=2e-6)
+    np.testing.assert_allclose(numpy_model.predict_proba(x), members[depth - 1], atol=1e-12)
+    assert not np.allclose(members[0], members[depth - 1], atol=1e-3)  # exits differ
+
+
+def test_member_kind_and_exit_must_agree(tmp_path: Path) -> None:
+    save_bundle(tmp_path / "a", [MLP(F, 3)], member_keys=[{"exit": 0}], classes=[0, 1, 2],
                 feature_names=NAMES, selected=0, member_meta=[{"output": 0}])
-    with pytest.raises(ModelFileError, match="multi-exit"):
-        NumpyModel.from_dir(tmp_path / "m")
+    with pytest.raises(ModelFileError, match="no NumPy forward"):
+        NumpyModel.from_dir(tmp_path / "a")  # an exit index on a plain MLP
+    save_bundle(tmp_path / "b", [MultiExitMLP(F, 3)], member_keys=[{"exit": 0}],
+                classes=[0, 1, 2], feature_names=NAMES, selected=0)
+    with pytest.raises(ModelFileError, match="no NumPy forward"):
+        NumpyModel.from_dir(tmp_path / "b")  # a multi-exit network without its exit
+    save_bundle(tmp_path / "c", [MultiExitMLP(F, 3, hidden=(8, 8))], member_keys=[{"exit": 5}],
+                classes=[0, 1, 2], feature_names=NAMES, selected=0,
+                member_meta=[{"output": 5}])
+    with pytest.raises(ModelFileError, match=r"exit 5 is outside the network's exits 0..1"):
+        NumpyModel.from_dir(tmp_path / "c")
 
 
 def test_numpy_path_never_imports_torch(tmp_path: Path) -> None:

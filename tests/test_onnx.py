@@ -12,11 +12,14 @@ import pytest
 import torch
 
 from selfdistill import onnx_export
+from selfdistill.config import ModelConfig
 from selfdistill.errors import ModelFileError
 from selfdistill.features import Scaler
 from selfdistill.inference import NumpyModel, OnnxModel
 from selfdistill.modeldir import save_bundle
+from selfdistill.nn.factory import build_model
 from selfdistill.nn.mlp import MLP
+from selfdistill.nn.multi_exit import MultiExitMLP
 from selfdistill.onnx_export import export_onnx, probability_model
 
 F = 5
@@ -56,6 +59,36 @@ def test_export_of_another_member(model_dir: Path, tmp_path: Path) -> None:
     assert not np.allclose(p0, OnnxModel(tmp_path / "g1.onnx").predict_proba(x))
     with pytest.raises(ModelFileError, match="member 5"):
         export_onnx(model_dir, tmp_path / "bad.onnx", member=5)
+
+
+def test_each_exit_of_a_multi_exit_network_exports(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    scaler = Scaler("standard", clip=4.0).fit(rng.normal(0.0, 2.0, size=(300, F)))
+    net = MultiExitMLP(F, 3, hidden=(12, 10, 8), bottleneck=6)
+    model_dir = save_bundle(tmp_path / "m", [net] * 3,
+                            member_keys=[{"exit": i + 1} for i in range(3)],
+                            classes=["bull", "bear", "sideways"], feature_names=list("abcde"),
+                            selected=2, temperature=1.5, scaler=scaler.to_dict(),
+                            member_meta=[{"output": i} for i in range(3)])
+    x = rng.normal(0.0, 5.0, size=(9, F)).astype(np.float32)
+    z = torch.as_tensor(scaler.transform(x), dtype=torch.float32)
+    with torch.no_grad():
+        exits = net.eval()(z).logits
+    numpy_members = NumpyModel.from_dir(model_dir).predict_proba_members(x)
+    for i in range(3):
+        export_onnx(model_dir, tmp_path / f"exit{i}.onnx", member=i)
+        got = OnnxModel(tmp_path / f"exit{i}.onnx").predict_proba(x)
+        np.testing.assert_allclose(got, torch.softmax(exits[i] / 1.5, -1).numpy(), atol=1e-5)
+        np.testing.assert_allclose(got, numpy_members[i], atol=1e-5)
+
+
+def test_kinds_without_a_feature_graph_are_refused_by_name(tmp_path: Path) -> None:
+    window_model = build_model(ModelConfig(kind="cnn", hidden=[4], window=3), F, 3)
+    model_dir = save_bundle(tmp_path / "w", [window_model], member_keys=[{}], classes=[0, 1, 2],
+                            feature_names=list("abcde"), selected=0)
+    with pytest.raises(ModelFileError, match=r"model kind 'cnn' .* cannot be exported to ONNX"):
+        export_onnx(model_dir, tmp_path / "w.onnx")
+    assert not (tmp_path / "w.onnx").exists()
 
 
 def test_a_failed_check_leaves_no_file(model_dir: Path, tmp_path: Path,

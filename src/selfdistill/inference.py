@@ -1,4 +1,4 @@
-"""Torch-free inference: a NumPy forward of a saved MLP model directory.
+"""Torch-free inference: a NumPy forward of a saved MLP (or multi-exit) model directory.
 
 For a trading process that must answer within microseconds and should not
 import torch: :meth:`NumpyModel.from_dir` reads a model directory through
@@ -98,38 +98,62 @@ def _mlp_layers(arrays: Mapping[str, np.ndarray],
                 spec: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Linear layers in order (``body.<i>`` by index, then ``head``), checked for shape."""
     idx = sorted(int(m.group(1)) for k in arrays if (m := _LINEAR.match(k)))
-    names = [f"body.{i}" for i in idx] + ["head"]
+    return _checked_chain(arrays, [f"body.{i}" for i in idx] + ["head"], spec, "MLP")
+
+
+def _checked_chain(arrays: Mapping[str, np.ndarray], names: list[str], spec: Mapping[str, Any],
+                   what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The linear layers ``names`` as (W^T, b) float64, checked to chain F -> ... -> C."""
     width = int(spec["n_features"])
     layers = []
     for name in names:
         w, b = arrays.get(f"{name}.weight"), arrays.get(f"{name}.bias")
         if w is None or b is None or w.ndim != 2 or w.shape != (b.shape[0], width):
-            raise ModelFileError(f"MLP weights '{name}' are missing or do not chain "
+            raise ModelFileError(f"{what} weights '{name}' are missing or do not chain "
                                  f"(expected input width {width})")
         layers.append((w.T.astype(np.float64), b.astype(np.float64)))
         width = w.shape[0]
     if width != int(spec["n_classes"]):
-        raise ModelFileError(f"MLP head has {width} outputs, spec says {spec['n_classes']}")
+        raise ModelFileError(f"{what} head has {width} outputs, spec says {spec['n_classes']}")
     return layers
+
+
+def _multi_exit_layers(arrays: Mapping[str, np.ndarray], spec: Mapping[str, Any],
+                       output: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Exit ``output`` of a multi-exit MLP as a plain chain of linear layers.
+
+    Blocks 0..output (``blocks.<i>.0``), then for a shallow exit its bottleneck
+    (``bottlenecks.<i>.0``), then its classifier; each but the last is followed by
+    the activation, exactly as :class:`~selfdistill.nn.multi_exit.MultiExitMLP`.
+    """
+    depth = len(spec.get("hidden", ()))
+    if not 0 <= output < depth:
+        raise ModelFileError(f"exit {output} is outside the network's exits 0..{depth - 1}")
+    names = [f"blocks.{i}.0" for i in range(output + 1)]
+    if output < depth - 1:
+        names.append(f"bottlenecks.{output}.0")
+    names.append(f"classifiers.{output}")
+    return _checked_chain(arrays, names, spec, f"multi-exit (exit {output})")
 
 
 def _member(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
             scaler: tuple[np.ndarray, np.ndarray], temperature: float) -> _Member:
     spec = meta["spec"]
     kind = spec.get("kind")
-    if meta.get("output") is not None:
-        raise ModelFileError(f"'{meta['_path']}' is one exit of a multi-exit network; the "
-                             "NumPy path serves plain MLPs (use onnx_export or torch)")
+    output = meta.get("output")
     if kind == "constant" and "log_probs" in arrays:
         return _Member([], _relu, constant=arrays["log_probs"].astype(np.float64) / temperature)
-    if kind != "mlp":
+    if kind not in ("mlp", "multi_exit") or (output is not None) != (kind == "multi_exit"):
         raise ModelFileError(f"model kind '{kind}' has no NumPy forward; NumPy serves "
-                             "'mlp' and 'constant' (use onnx_export or torch for others)")
+                             "'mlp', one exit of 'multi_exit', and 'constant' "
+                             "(use onnx_export or torch for others)")
     act = _ACTIVATIONS.get(spec.get("activation", "relu"))
     if act is None:
         raise ModelFileError(f"activation {spec.get('activation')!r} is not one of: "
                              f"{', '.join(_ACTIVATIONS)}")
-    return _Member(_fold(_mlp_layers(arrays, spec), *scaler, temperature), act)
+    layers = (_multi_exit_layers(arrays, spec, int(output)) if output is not None
+              else _mlp_layers(arrays, spec))
+    return _Member(_fold(layers, *scaler, temperature), act)
 
 
 def _scaler_arrays(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray, float | None]:

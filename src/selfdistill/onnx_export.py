@@ -61,13 +61,38 @@ class ProbabilityModel(nn.Module):
         return torch.softmax(self.network(z) / self.temperature, dim=-1)  # (B, C)
 
 
+#: model kinds whose graph maps (B, F) features to (B, C) logits, so they export
+EXPORTABLE_KINDS = ("mlp", "constant", "multi_exit")
+
+
+class _Exit(nn.Module):
+    """One exit of a multi-exit network, computing only the blocks it needs."""
+
+    def __init__(self, network: nn.Module, index: int) -> None:
+        super().__init__()
+        self.network, self.index = network, index
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.network.forward_exit(x, self.index)  # type: ignore[operator]
+        return out
+
+
 def probability_model(model_dir: str | Path, member: int | None
-                             ) -> tuple[ProbabilityModel, ModelBundle]:
+                      ) -> tuple[ProbabilityModel, ModelBundle]:
     models, bundle = load_bundle_models(model_dir)
     index = bundle.selected if member is None else member
     if not 0 <= index < len(models):
         raise ModelFileError(f"member {index} is not in 0..{len(models) - 1} of '{model_dir}'")
-    return ProbabilityModel(models[index], bundle).eval(), bundle
+    meta = bundle.member_meta[index]
+    kind = meta["spec"].get("kind")
+    if kind not in EXPORTABLE_KINDS:
+        raise ModelFileError(f"model kind '{kind}' of '{model_dir}' cannot be exported to ONNX "
+                             f"(supported: {', '.join(EXPORTABLE_KINDS)}); serve it with "
+                             "SelfDistillClassifier.load() or `selfdistill predict`")
+    network = models[index]
+    if meta.get("output") is not None:
+        network = _Exit(network, int(meta["output"]))
+    return ProbabilityModel(network, bundle).eval(), bundle
 
 
 def export_onnx(model_dir: str | Path, out: str | Path, *, member: int | None = None,
