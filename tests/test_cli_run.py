@@ -137,3 +137,27 @@ def test_debug_shows_the_traceback(small_config: Path, tmp_path: Path) -> None:
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frobnicate"]) == 2
+
+
+def test_a_file_in_the_way_of_an_output_directory_is_one_line(
+        small_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("user data")
+    assert main(["run", str(small_config), "--out", str(blocker / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot use '{blocker / 'run'}': Not a directory "
+                   "(a file is in the way of a directory; choose another path)\n")
+    assert blocker.read_text() == "user data"
+
+
+def test_other_os_errors_stay_unexpected(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # an OSError without a file name (a socket, say) is a bug, not a path problem
+    import selfdistill.cli.run as run_module
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(run_module, "_run", boom)
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err.startswith("error: unexpected ConnectionResetError")

@@ -131,6 +131,14 @@ def test_save_rejects_a_selected_index_out_of_range(tmp_path: Path) -> None:
                     feature_names=list("abcde"), selected=2)
 
 
+def test_saving_onto_a_file_is_refused_and_keeps_it(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("user data")
+    with pytest.raises(ModelFileError, match="is a file; a model is saved as a directory"):
+        _save(target, n=1)
+    assert target.read_text() == "user data"
+
+
 # ---------------------------------------------------------------- versions
 
 

@@ -143,6 +143,9 @@ def save_bundle(
         raise ModelFileError(f"save_bundle needs members with keys and a selected index in "
                              f"range (got {len(models)} models, {len(member_keys)} keys, "
                              f"selected={selected})")
+    if directory.exists() and not directory.is_dir():
+        raise ModelFileError(f"'{directory}' is a file; a model is saved as a directory "
+                             "(model.json + safetensors): choose a directory path")
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("member_*"):  # stale members of an earlier save
         if re.fullmatch(r"member_\d+\.(json|safetensors)", old.name):

@@ -76,13 +76,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # an unexpected bug: one line, traceback with --debug
+    except Exception as exc:
         if debug:
             raise
-        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
-                   "(run with --debug for the traceback)", err=True)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # the file system said no (a file where a directory goes, permissions, ...)
+            typer.echo(f"error: {_os_error(exc)}", err=True)
+        else:  # an unexpected bug: one line, traceback with --debug
+            typer.echo(f"error: unexpected {type(exc).__name__}: {exc} "
+                       "(run with --debug for the traceback)", err=True)
         return 1
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """'cannot use PATH: reason (hint)' for an OSError raised by a read or a write."""
+    path = exc.filename
+    reason = exc.strerror or str(exc)
+    hints = {FileExistsError: "a file is in the way of a directory",
+             NotADirectoryError: "a file is in the way of a directory",
+             IsADirectoryError: "a directory is where a file should be",
+             PermissionError: "check the permissions",
+             FileNotFoundError: "check the path"}
+    hint = next((h for kind, h in hints.items() if isinstance(exc, kind)), None)
+    return f"cannot use '{path}': {reason}" + (f" ({hint}; choose another path)" if hint else "")
 
 
 def console_main() -> None:
