@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from selfdistill.config import load_config
-from selfdistill.losses import DistillationTargets, soft_targets
-from selfdistill.methods.born_again import teacher_targets
+from selfdistill.losses import soft_targets
+from selfdistill.methods.born_again import distill_loss, teacher_targets
 from selfdistill.methods.common import freeze, fresh_model, hard_ce_loss
 from selfdistill.nn import MLP
 from selfdistill.pipeline import build_dataset, holdout_split, load_candles, make_train_data
@@ -87,8 +87,7 @@ def distill_epoch(x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     with torch.no_grad():
         q = soft_targets(teacher(x), temperature=3.0)
     # packed once per generation: figure 3 counts it, this one times the steps only
-    targets = DistillationTargets.build(y, q, alpha=0.3, temperature=3.0)
-    return our_epoch(x, y, batch, lambda m, xb, r: targets.loss(m(xb), r))
+    return our_epoch(x, y, batch, distill_loss(y, q, alpha=0.3, temperature=3.0))
 
 
 def generation_ratios(repeats: int, epochs: int) -> list[float]:
@@ -125,9 +124,8 @@ def generation_ratios(repeats: int, epochs: int) -> list[float]:
         t0 = CLOCK()
         q = teacher_targets([teacher], data.x, data.train_rows, temperature=ba.temperature,
                             n_rows=data.x.shape[0])
-        targets = DistillationTargets.build(data.y, q, alpha=float(ba.alpha),
-                                            temperature=ba.temperature)
-        distilled = side(lambda m, xb, r, t=targets: t.loss(m(xb), r))
+        distilled = side(distill_loss(data.y, q, alpha=float(ba.alpha),
+                                      temperature=ba.temperature))
         cost = {"plain": 0.0, "distilled": CLOCK() - t0}
         for epoch in range(epochs):
             order = (("plain", plain), ("distilled", distilled))

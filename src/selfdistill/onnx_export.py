@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from selfdistill.errors import ModelFileError
 from selfdistill.inference import OnnxModel
 from selfdistill.modeldir import ModelBundle, load_bundle_models
+from selfdistill.nn.multi_exit import ExitSelect
 
 __all__ = ["OnnxModel", "ProbabilityModel", "export_onnx", "probability_model"]
 
@@ -65,18 +66,6 @@ class ProbabilityModel(nn.Module):
 EXPORTABLE_KINDS = ("mlp", "constant", "multi_exit")
 
 
-class _Exit(nn.Module):
-    """One exit of a multi-exit network, computing only the blocks it needs."""
-
-    def __init__(self, network: nn.Module, index: int) -> None:
-        super().__init__()
-        self.network, self.index = network, index
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.network.forward_exit(x, self.index)  # type: ignore[operator]
-        return out
-
-
 def probability_model(model_dir: str | Path, member: int | None
                       ) -> tuple[ProbabilityModel, ModelBundle]:
     models, bundle = load_bundle_models(model_dir)
@@ -91,7 +80,7 @@ def probability_model(model_dir: str | Path, member: int | None
                              "SelfDistillClassifier.load() or `selfdistill predict`")
     network = models[index]
     if meta.get("output") is not None:
-        network = _Exit(network, int(meta["output"]))
+        network = ExitSelect(network, int(meta["output"]))
     return ProbabilityModel(network, bundle).eval(), bundle
 
 

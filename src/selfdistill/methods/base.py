@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from selfdistill.nn.multi_exit import ExitSelect
 from selfdistill.training.loop import Callback, predict_logits
 
 __all__ = ["Derived", "Lineage", "Member", "Method", "TrainData"]
@@ -75,24 +76,11 @@ class Member:
         """(B, C) logits of this member for ``x[rows]``."""
         if self.output is None:
             return predict_logits(self.model, x, rows)
-        return predict_logits(_Select(self.model, self.output), x, rows)
+        return predict_logits(ExitSelect(self.model, self.output), x, rows)
 
     def predict_proba(self, x: Tensor, rows: Tensor | None = None) -> np.ndarray:
         """(B, C) float64 class probabilities."""
         return torch.softmax(self.logits(x, rows).double(), dim=-1).cpu().numpy()
-
-
-class _Select(nn.Module):
-    """Wrap a multi-exit network so it returns one exit's logits."""
-
-    def __init__(self, model: nn.Module, index: int) -> None:
-        super().__init__()
-        self.model, self.index = model, index
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.model(x)
-        logits = out.logits if hasattr(out, "logits") else out
-        return logits[self.index]
 
 
 @dataclass

@@ -47,7 +47,8 @@ from selfdistill.methods.common import (
 from selfdistill.training.loop import Callback, LossFn, predict_logits
 from selfdistill.training.schedules import alpha_at, temperature_at
 
-__all__ = ["CheckpointWindow", "fit_born_again", "mean_probabilities", "teacher_targets"]
+__all__ = ["CheckpointWindow", "distill_loss", "fit_born_again", "mean_probabilities",
+           "teacher_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ def _snapshot_models(model: nn.Module, states: Sequence[StateDict]) -> list[nn.M
     return out
 
 
-def _distill_loss(y: Tensor, q: Tensor, *, alpha: float, temperature: float) -> LossFn:
+def distill_loss(y: Tensor, q: Tensor, *, alpha: float, temperature: float) -> LossFn:
+    """The training loss of a distilled model: labels and teacher targets packed once."""
     targets = DistillationTargets.build(y, q, alpha=alpha, temperature=temperature)
 
     def loss_fn(model: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
@@ -179,7 +181,7 @@ def _distilled_generation(data: TrainData, cfg: Any, teachers: Sequence[nn.Modul
     q = teacher_targets(teachers, data.x, data.train_rows, temperature=t_k,
                         n_rows=data.x.shape[0], noise=cfg.born_again.target_noise,
                         generator=torch.Generator().manual_seed(noise_seed))
-    loss_fn = _distill_loss(data.y, q, alpha=a_k, temperature=t_k)
+    loss_fn = distill_loss(data.y, q, alpha=a_k, temperature=t_k)
     target_seconds = time.perf_counter() - t0
     member, window = _train_generation(data, cfg, k, loss_fn, seed=seed, callbacks=callbacks,
                                        info={"temperature": t_k, "alpha": a_k,

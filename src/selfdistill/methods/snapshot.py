@@ -32,9 +32,8 @@ import torch
 from torch import nn
 
 from selfdistill.errors import ConfigError
-from selfdistill.losses import DistillationTargets
 from selfdistill.methods.base import Derived, Lineage, Member, TrainData
-from selfdistill.methods.born_again import mean_probabilities, teacher_targets
+from selfdistill.methods.born_again import distill_loss, mean_probabilities, teacher_targets
 from selfdistill.methods.common import derive_seed, freeze, fresh_model, hard_ce_loss, val_nll
 from selfdistill.training.loop import Callback, LossFn, fit, make_optimizer
 from selfdistill.training.schedules import cosine_restart_lr
@@ -69,12 +68,7 @@ def _cycle_loss(data: TrainData, cfg: Any, teachers: Sequence[Member]) -> LossFn
         return hard_ce_loss(data.y)
     q = teacher_targets([t.model for t in teachers], data.x, data.train_rows,
                         temperature=sc.temperature, n_rows=data.x.shape[0])
-    targets = DistillationTargets.build(data.y, q, alpha=sc.alpha, temperature=sc.temperature)
-
-    def loss_fn(model: nn.Module, xb: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return targets.loss(model(xb), rows)
-
-    return loss_fn
+    return distill_loss(data.y, q, alpha=sc.alpha, temperature=sc.temperature)
 
 
 def _lr_schedule(data: TrainData, cfg: Any) -> Callable[[int], float]:

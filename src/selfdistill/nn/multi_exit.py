@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from selfdistill.nn.mlp import ACTIVATIONS
 
-__all__ = ["MultiExitMLP", "MultiExitOutput"]
+__all__ = ["ExitSelect", "MultiExitMLP", "MultiExitOutput"]
 
 
 class MultiExitOutput(NamedTuple):
@@ -159,3 +159,25 @@ class MultiExitMLP(nn.Module):
                 "n_classes": self.n_classes, "hidden": list(self.hidden),
                 "activation": self.activation, "dropout": self.dropout,
                 "bottleneck": self.bottleneck}
+
+
+class ExitSelect(nn.Module):
+    """One exit of a multi-exit network as a plain (B, F) -> (B, C) module.
+
+    Uses the network's ``forward_exit`` (only the blocks that exit needs) when it
+    has one, else its full ``forward`` and picks the exit's logits.
+    """
+
+    def __init__(self, network: nn.Module, index: int) -> None:
+        super().__init__()
+        self.network, self.index = network, index
+
+    def forward(self, x: Tensor) -> Tensor:
+        forward_exit = getattr(self.network, "forward_exit", None)
+        if forward_exit is not None:
+            out: Tensor = forward_exit(x, self.index)
+            return out
+        outputs = self.network(x)
+        logits = outputs.logits if hasattr(outputs, "logits") else outputs
+        chosen: Tensor = logits[self.index]
+        return chosen
