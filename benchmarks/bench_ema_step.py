@@ -27,13 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from selfdistill.augment import AugmentSpec, augment
 from selfdistill.config import parse_config
-from selfdistill.methods.ema_teacher import PretrainState, _loss, build_state, train_step
+from selfdistill.methods.ema_teacher.pretraining import (
+    PretrainState,
+    _loss,
+    build_state,
+    train_step,
+)
 from selfdistill.nn.encoders import WindowClassifier
+from selfdistill.nn.windows import make_windows, windows_nbytes
+from selfdistill.training.augment import AugmentSpec, augment
 from selfdistill.training.ema import update_ema
 from selfdistill.training.loop import make_optimizer
-from selfdistill.windows import make_windows, windows_nbytes
 
 N_FEATURES, WINDOW = 16, 32
 

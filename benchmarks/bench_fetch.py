@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bybit_server import FakeBybit
 from selfdistill.data.bybit import BybitClient
-from selfdistill.data.klinetime import MarketKey
-from selfdistill.data.ratelimit import BYBIT_LIMIT_PER_5S, DEFAULT_RATE, max_in_window
+from selfdistill.data.bybit.ratelimit import BYBIT_LIMIT_PER_5S, DEFAULT_RATE, max_in_window
+from selfdistill.data.bybit.request import MarketKey
 from selfdistill.data.store import CandleStore
 from selfdistill.data.storefile import COLUMNS
 

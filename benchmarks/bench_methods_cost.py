@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from selfdistill.config import RunConfig, parse_config
+from selfdistill.evaluation.fold import build_dataset, holdout_split, load_candles, make_train_data
 from selfdistill.methods import Lineage, TrainData
 from selfdistill.methods.born_again import fit_born_again
 from selfdistill.methods.snapshot import fit_snapshot
-from selfdistill.pipeline import build_dataset, holdout_split, load_candles, make_train_data
 from selfdistill.training.loop import make_optimizer
 
 

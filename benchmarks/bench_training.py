@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from selfdistill.config import load_config
+from selfdistill.evaluation.fold import build_dataset, holdout_split, load_candles, make_train_data
 from selfdistill.losses import soft_targets
 from selfdistill.methods.born_again import distill_loss, teacher_targets
 from selfdistill.methods.common import freeze, fresh_model, hard_ce_loss
 from selfdistill.nn import MLP
-from selfdistill.pipeline import build_dataset, holdout_split, load_candles, make_train_data
 from selfdistill.training.loop import fit, make_optimizer
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"

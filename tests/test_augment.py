@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdistill.augment import (
+from selfdistill.training.augment import (
     AugmentSpec,
     augment,
     crop_resize,

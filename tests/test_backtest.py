@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfdistill.backtest import (
+from selfdistill.errors import ConfigError, DataError
+from selfdistill.evaluation.backtest import (
     BASELINES,
     annualisation,
     backtest_with_baselines,
@@ -18,7 +19,6 @@ from selfdistill.backtest import (
     run_backtest,
     trading_metrics,
 )
-from selfdistill.errors import ConfigError, DataError
 
 
 def _opens(values: np.ndarray, start: str = "2024-01-01") -> pd.Series:

@@ -1,7 +1,7 @@
 """The Bybit v5 kline client against a real local HTTP server (tests/bybit_server.py).
 
 Also covers what the client is built from: input validation and windows
-(``klinetime``), answer decoding (``klinereply``), the limiter and retry policy
+(``data.bybit.request``), answer decoding (``data.bybit.reply``), the limiter and retry policy
 (``ratelimit``).
 """
 
@@ -18,8 +18,9 @@ import pytest
 
 from bybit_server import FakeBybit, Fault
 from selfdistill.data.bybit import BybitClient
-from selfdistill.data.klinereply import parse_kline_rows
-from selfdistill.data.klinetime import (
+from selfdistill.data.bybit.ratelimit import RetryPolicy, TokenBucket, max_in_window
+from selfdistill.data.bybit.reply import parse_kline_rows
+from selfdistill.data.bybit.request import (
     MarketKey,
     floor_open,
     parse_time,
@@ -27,7 +28,6 @@ from selfdistill.data.klinetime import (
     resolve_range,
     validate_symbol,
 )
-from selfdistill.data.ratelimit import RetryPolicy, TokenBucket, max_in_window
 from selfdistill.errors import (
     BadRequestError,
     BannedError,

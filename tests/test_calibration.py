@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selfdistill.calibration import (
+from selfdistill.errors import DataError
+from selfdistill.evaluation.calibration import (
     TEMPERATURE_BOUNDS,
     apply_temperature,
     fit_temperature,
     logits_from_proba,
 )
-from selfdistill.errors import DataError
-from selfdistill.metrics import classification_metrics
+from selfdistill.evaluation.metrics import classification_metrics
 
 
 def _sample(n: int, true_temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from selfdistill.cli import main
-from selfdistill.methods.ema_checkpoint import load_pretrained_encoder
+from selfdistill.methods.ema_teacher.checkpoint import load_pretrained_encoder
 
 SMALL = {
     "name": "small",

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from selfdistill.collapse import (
+from selfdistill.methods.ema_teacher.collapse import (
     CollapseMonitor,
     CollapseWarning,
     effective_rank,

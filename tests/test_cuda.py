@@ -8,7 +8,7 @@ import torch
 from selfdistill.config import parse_config
 from selfdistill.losses import distillation_loss, fused_distillation_loss, soft_targets
 from selfdistill.methods import TrainData, get_method
-from selfdistill.pipeline import resolve_device
+from selfdistill.training.device import resolve_device
 
 pytestmark = [
     pytest.mark.cuda,

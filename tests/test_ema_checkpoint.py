@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 from selfdistill.config import RunConfig, parse_config
 from selfdistill.errors import ConfigError, ModelFileError
 from selfdistill.methods.base import TrainData
-from selfdistill.methods.ema_checkpoint import (
+from selfdistill.methods.ema_teacher.checkpoint import (
     init_from_pretrained,
     load_pretrained_encoder,
     read_checkpoint,
 )
-from selfdistill.methods.ema_teacher import PretrainResult, pretrain
+from selfdistill.methods.ema_teacher.pretraining import PretrainResult, pretrain
 from selfdistill.nn.encoders import WindowClassifier
 
 

@@ -9,9 +9,15 @@ import pytest
 import torch
 
 from selfdistill.config import parse_config
-from selfdistill.methods.ema_compare import ARMS, CompareData, compare_arms, label_subset, summarise
+from selfdistill.evaluation.pretrain_compare import (
+    ARMS,
+    CompareData,
+    compare_arms,
+    label_subset,
+    summarise,
+)
 from selfdistill.nn.encoders import TCNEncoder
-from selfdistill.windows import make_windows
+from selfdistill.nn.windows import make_windows
 
 
 def _data(n: int = 500) -> CompareData:

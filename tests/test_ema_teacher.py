@@ -10,24 +10,24 @@ from typing import Any
 import pytest
 import torch
 
-from selfdistill.augment import AugmentSpec
-from selfdistill.collapse import CollapseWarning
 from selfdistill.config import RunConfig, parse_config
 from selfdistill.errors import ConfigError
 from selfdistill.losses.consistency import byol_loss
 from selfdistill.methods import get_method
 from selfdistill.methods.base import TrainData
-from selfdistill.methods.ema_checkpoint import load_pretrained_encoder
-from selfdistill.methods.ema_teacher import (
+from selfdistill.methods.ema_teacher.checkpoint import load_pretrained_encoder
+from selfdistill.methods.ema_teacher.collapse import CollapseWarning
+from selfdistill.methods.ema_teacher.pretraining import (
     _loss,
     build_state,
     pretrain,
     pretrain_rows,
     train_step,
 )
+from selfdistill.nn.windows import make_windows
+from selfdistill.training.augment import AugmentSpec
 from selfdistill.training.loop import Callback
 from selfdistill.training.schedules import cosine_tau
-from selfdistill.windows import make_windows
 
 COLLAPSE_KEYS = ("embedding_std", "effective_rank", "teacher_entropy", "loss_at_uniform")
 
@@ -53,7 +53,12 @@ def _toy_data(n: int = 400, f: int = 4, n_train: int = 240, seed: int = 0) -> Tr
 @pytest.fixture(scope="module")
 def market() -> TrainData:
     """Scaled causal features of a small synthetic market, through the pipeline."""
-    from selfdistill.pipeline import build_dataset, holdout_split, load_candles, make_train_data
+    from selfdistill.evaluation.fold import (
+        build_dataset,
+        holdout_split,
+        load_candles,
+        make_train_data,
+    )
 
     cfg = parse_config({"data": {"synthetic": {"n_bars": 1500}}})
     candles, truth, interval = load_candles(cfg)

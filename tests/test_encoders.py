@@ -18,7 +18,7 @@ from selfdistill.nn.encoders import (
 )
 from selfdistill.nn.factory import build_model, model_from_spec
 from selfdistill.nn.heads import DINOHead, MLPHead, MultiHead
-from selfdistill.windows import make_windows
+from selfdistill.nn.windows import make_windows
 
 F_, W_ = 5, 16
 

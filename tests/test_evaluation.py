@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfdistill.aggregate import add_selected_records, aggregate_records, compare_records
 from selfdistill.config import load_config
 from selfdistill.errors import ConfigError
 from selfdistill.evaluation import (
@@ -24,8 +23,13 @@ from selfdistill.evaluation import (
     run_cell,
     run_experiment,
 )
-from selfdistill.pipeline import build_dataset, load_candles
-from selfdistill.scoring import BacktestSettings, score_cell
+from selfdistill.evaluation.aggregate import (
+    add_selected_records,
+    aggregate_records,
+    compare_records,
+)
+from selfdistill.evaluation.cell import BacktestSettings, score_cell
+from selfdistill.evaluation.fold import build_dataset, load_candles
 from tiny_experiment import tiny_config
 
 

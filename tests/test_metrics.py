@@ -1,4 +1,4 @@
-"""Tests for selfdistill.metrics against scikit-learn and hand-computed examples."""
+"""Tests for selfdistill.evaluation.metrics against scikit-learn and hand-computed examples."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sklearn.metrics import (
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from selfdistill.errors import DataError
-from selfdistill.metrics import (
+from selfdistill.evaluation.metrics import (
     classification_metrics,
     expected_calibration_error,
     reliability_curve,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from selfdistill.config import parse_config
-from selfdistill.pipeline import build_dataset, holdout_split, load_candles, run_fold
+from selfdistill.evaluation.fold import build_dataset, holdout_split, load_candles, run_fold
 
 CFG = {"data": {"synthetic": {"n_bars": 2000}}, "model": {"hidden": [16]},
        "features": {"return_windows": [1, 4, 12], "volatility_windows": [12, 24],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from selfdistill.errors import ConfigError, DataError
-from selfdistill.stats import (
+from selfdistill.evaluation.statistics import (
     BETTER,
     NO_DIFFERENCE,
     WORSE,

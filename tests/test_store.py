@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from bybit_server import FakeBybit, Fault
 from selfdistill.config import BybitSourceConfig
 from selfdistill.data.bybit import BybitClient
-from selfdistill.data.klinetime import MarketKey
-from selfdistill.data.ratelimit import RetryPolicy
+from selfdistill.data.bybit.ratelimit import RetryPolicy
+from selfdistill.data.bybit.request import MarketKey
 from selfdistill.data.store import CandleStore, default_data_dir, load_or_fetch
 from selfdistill.data.storefile import atomic_write
 from selfdistill.errors import ConfigError, DataError, GapError, ServerError

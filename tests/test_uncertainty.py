@@ -1,4 +1,4 @@
-"""Tests for selfdistill.uncertainty: disagreement measures and error by quantile."""
+"""Tests for selfdistill.evaluation.uncertainty: disagreement measures and error by quantile."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from selfdistill.errors import DataError
-from selfdistill.uncertainty import disagreement, entropy, error_by_quantile
+from selfdistill.evaluation.uncertainty import disagreement, entropy, error_by_quantile
 
 
 def random_probs(m: int, n: int, c: int = 3, seed: int = 0) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdistill.windows import make_windows, window_rows_within, windows_nbytes
+from selfdistill.nn.windows import make_windows, window_rows_within, windows_nbytes
 
 
 def _bars(n: int, f: int = 3) -> torch.Tensor:

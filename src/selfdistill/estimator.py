@@ -33,15 +33,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from selfdistill.calibration import fit_temperature
 from selfdistill.config import RunConfig, validation_messages
 from selfdistill.errors import ConfigError, ModelFileError
+from selfdistill.evaluation.calibration import fit_temperature
+from selfdistill.evaluation.uncertainty import disagreement
 from selfdistill.features import Scaler
 from selfdistill.methods import Lineage, Member, TrainData, get_method
 from selfdistill.modeldir import load_bundle_models, save_bundle
 from selfdistill.modelfile import json_safe
+from selfdistill.training.device import resolve_device
 from selfdistill.training.loop import Callback
-from selfdistill.uncertainty import disagreement
 
 __all__ = ["PARAM_PATHS", "SelfDistillClassifier"]
 
@@ -211,7 +212,7 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
         cfg = self._run_config()
         train_rows, val_rows = self._split_rows(len(X))
         scaler = Scaler(cfg.features.scaler).fit(X[train_rows])
-        device = _resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
         data = TrainData(
             x=torch.as_tensor(_c_order(scaler.transform(X)), dtype=torch.float32, device=device),
             y=torch.as_tensor(y_enc, dtype=torch.int64, device=device),
@@ -271,7 +272,7 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
         Returns:
             DataFrame of N rows (the index of ``X`` when it is a DataFrame) with
             ``variance``, ``mutual_information``, ``flip_rate`` and ``entropy``
-            (see :mod:`selfdistill.uncertainty`); zeros but entropy for one member.
+            (see :mod:`selfdistill.evaluation.uncertainty`); zeros but entropy for one member.
         """
         check_is_fitted(self)
         measures = disagreement(self._member_proba(X, self.members_))
@@ -340,12 +341,6 @@ def _c_order(z: np.ndarray) -> np.ndarray:
 
 def _jsonable(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool | list | tuple | dict)
-
-
-def _resolve_device(name: str) -> torch.device:
-    from selfdistill.pipeline import resolve_device
-
-    return resolve_device(name)
 
 
 def _param_errors(exc: ValidationError) -> str:

@@ -29,8 +29,8 @@ from selfdistill.errors import DataError
 
 if TYPE_CHECKING:
     from selfdistill.config import RunConfig
-    from selfdistill.evaluation import CellResult
-    from selfdistill.pipeline import Dataset
+    from selfdistill.evaluation.experiment import CellResult
+    from selfdistill.evaluation.fold import Dataset
     from selfdistill.splits import Split
 
 __all__ = ["BACKTEST_FILE", "PRICES_FILE", "read_curves", "read_prices", "write_experiment"]
@@ -84,7 +84,7 @@ def write_experiment(run_dir: Path, cfg: RunConfig, ds: Dataset, splits: Sequenc
     Returns:
         The metrics.json payload (as read back) and the timings.
     """
-    from selfdistill.evaluation import summarise
+    from selfdistill.evaluation.experiment import summarise
     from selfdistill.runs import read_metrics, write_run
 
     ordered = sorted(results, key=lambda r: (r.fold, r.seed))
@@ -115,7 +115,7 @@ def write_experiment(run_dir: Path, cfg: RunConfig, ds: Dataset, splits: Sequenc
 
 
 def _periods(cfg: RunConfig, ds: Dataset) -> float | None:
-    from selfdistill.backtest import annualisation
+    from selfdistill.evaluation.backtest import annualisation
 
     if not cfg.backtest.enabled:
         return None

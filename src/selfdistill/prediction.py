@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 
 from selfdistill.errors import ConfigError, DataError, ModelFileError
+from selfdistill.evaluation.uncertainty import disagreement, entropy
 from selfdistill.modeldir import MANIFEST, ModelBundle, load_bundle_models
 from selfdistill.modelfile import refuse_pickle
-from selfdistill.uncertainty import disagreement, entropy
 
 __all__ = ["predict_candles", "resolve_model_dir"]
 
@@ -90,7 +90,7 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
         _no_complete_row(bundle, len(candles))
     x = torch.as_tensor(Scaler.from_dict(bundle.scaler).transform(raw[ok]), dtype=torch.float32)
     if windows:
-        from selfdistill.windows import make_windows
+        from selfdistill.nn.windows import make_windows
 
         # window models see the last W feature-complete bars (strided view, no copies)
         x = make_windows(x, max(windows))

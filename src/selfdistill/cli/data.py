@@ -23,9 +23,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from selfdistill.data.bybit import MAINNET_URL, BybitClient
-from selfdistill.data.klinetime import MarketKey, parse_time, resolve_range
-from selfdistill.data.ratelimit import DEFAULT_RATE
+from selfdistill.data.bybit.client import MAINNET_URL, BybitClient
+from selfdistill.data.bybit.ratelimit import DEFAULT_RATE
+from selfdistill.data.bybit.request import MarketKey, parse_time, resolve_range
 from selfdistill.data.store import CandleStore, Manifest
 from selfdistill.errors import ConfigError, SelfDistillError
 

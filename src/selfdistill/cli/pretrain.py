@@ -24,8 +24,8 @@ from selfdistill.config import RunConfig, dump_config, load_config
 from selfdistill.errors import ConfigError
 
 if TYPE_CHECKING:  # the heavy imports wait for the command to run (fast --help)
+    from selfdistill.evaluation.pretrain_compare import CompareData
     from selfdistill.methods.base import TrainData
-    from selfdistill.methods.ema_compare import CompareData
 
 __all__ = ["register"]
 
@@ -46,15 +46,15 @@ class _PretrainProgress(ProgressCallback):
 
 def _prepare(cfg: RunConfig) -> tuple[TrainData, CompareData]:
     """Candles -> features -> labels -> purged split -> train-fitted scaler -> windows."""
-    from selfdistill.methods.ema_compare import CompareData
-    from selfdistill.pipeline import (
+    from selfdistill.evaluation.fold import (
         build_dataset,
         holdout_split,
         load_candles,
         make_train_data,
-        resolve_device,
     )
-    from selfdistill.windows import make_windows
+    from selfdistill.evaluation.pretrain_compare import CompareData
+    from selfdistill.nn.windows import make_windows
+    from selfdistill.training.device import resolve_device
 
     candles, truth, interval = load_candles(cfg)
     ds = build_dataset(cfg, candles, truth, interval)
@@ -108,8 +108,8 @@ def _seed_dir(out: Path, index: int, seed: int) -> Path:
 
 def run_pretrain(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> dict[str, Any]:
     """Pretrain (and compare) for every evaluation seed; write everything into ``out``."""
-    from selfdistill.methods.ema_compare import compare_arms, summarise
-    from selfdistill.methods.ema_teacher import pretrain
+    from selfdistill.evaluation.pretrain_compare import compare_arms, summarise
+    from selfdistill.methods.ema_teacher.pretraining import pretrain
     from selfdistill.nn.encoders import ENCODER_KINDS
 
     if cfg.model.kind not in ENCODER_KINDS:

@@ -15,7 +15,7 @@ __all__ = ["register"]
 def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite: bool,
          report: bool, workers: int | None) -> None:
     from selfdistill.cli.progress import ProgressCallback, console, results_table, stdout
-    from selfdistill.evaluation import run_experiment
+    from selfdistill.evaluation.experiment import run_experiment
 
     cfg = load_config(config, overrides)
     with ProgressCallback.make_progress() as progress:

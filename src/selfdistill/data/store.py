@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import pandas as pd
 
-from selfdistill.data.bybit import BybitClient, WindowResult
-from selfdistill.data.candles import gap_table, save_candles, validate_candles
-from selfdistill.data.intervals import INTERVALS
-from selfdistill.data.klinetime import (
+from selfdistill.data.bybit.client import BybitClient, WindowResult
+from selfdistill.data.bybit.request import (
     CATEGORIES,
     MarketKey,
     ceil_open,
     plan_windows,
     resolve_range,
 )
+from selfdistill.data.candles import gap_table, save_candles, validate_candles
+from selfdistill.data.intervals import INTERVALS
 from selfdistill.data.storefile import (
     COLUMNS,
     Manifest,
@@ -176,7 +176,8 @@ class CandleStore:
         Args:
             key: the series.
             client: the exchange client.
-            first, stop: aligned open-time bounds (see ``klinetime.resolve_range``).
+            first, stop: aligned open-time bounds
+                (see :func:`~selfdistill.data.bybit.request.resolve_range`).
             progress: called with (candle slots done, candle slots to fetch).
 
         Returns:

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from selfdistill.data.klinetime import MarketKey
+from selfdistill.data.bybit.request import MarketKey
 from selfdistill.errors import ConfigError, DataError
 
 __all__ = ["COLUMNS", "Manifest", "atomic_write", "empty_candles", "read_frame",

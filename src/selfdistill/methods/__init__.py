@@ -11,7 +11,7 @@ from selfdistill.methods.base import Derived, Lineage, Member, Method, TrainData
 from selfdistill.methods.baseline import fit_baseline, fit_label_smoothing, fit_majority
 from selfdistill.methods.born_again import fit_born_again
 from selfdistill.methods.byot import fit_byot
-from selfdistill.methods.ema_teacher import fit_ema_teacher
+from selfdistill.methods.ema_teacher.pretraining import fit_ema_teacher
 from selfdistill.methods.lightgbm import fit_lightgbm
 from selfdistill.methods.snapshot import fit_snapshot
 

@@ -34,7 +34,7 @@ def fresh_model(data: TrainData, cfg: Any, seed: int) -> nn.Module:
     model = build_model(cfg.model, data.n_features, data.n_classes)
     checkpoint = getattr(getattr(cfg, "ema_teacher", None), "checkpoint", None)
     if checkpoint:
-        from selfdistill.methods.ema_checkpoint import init_from_pretrained
+        from selfdistill.methods.ema_teacher.checkpoint import init_from_pretrained
         from selfdistill.nn.encoders import WindowClassifier
 
         if isinstance(model, WindowClassifier):

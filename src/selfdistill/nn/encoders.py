@@ -1,7 +1,7 @@
 """Temporal encoders over windows of per-bar features, and a classifier on top.
 
 Inputs are windows (B, F, W) of causal per-bar features, oldest bar first
-(see :func:`selfdistill.windows.make_windows`). Encoders return (B, D)
+(see :func:`selfdistill.nn.windows.make_windows`). Encoders return (B, D)
 embeddings; :class:`WindowClassifier` adds a linear head to (B, C) logits and
 is what the supervised methods train when ``model.kind`` is ``cnn`` or ``gru``.
 
@@ -40,7 +40,7 @@ def _check_windows(x: Tensor, n_features: int) -> None:
     if x.dim() != 3 or x.shape[1] != n_features:
         raise ValueError(
             f"expected windows of shape (B, {n_features}, W), got {tuple(x.shape)}; "
-            "build them with selfdistill.windows.make_windows(x, window)")
+            "build them with selfdistill.nn.windows.make_windows(x, window)")
 
 
 def _activation(name: str) -> nn.Module:

@@ -18,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from selfdistill.calibration import apply_temperature, logits_from_proba
-from selfdistill.metrics import reliability_curve
+from selfdistill.evaluation.calibration import apply_temperature, logits_from_proba
+from selfdistill.evaluation.metrics import reliability_curve
 
 __all__ = [
     "REGIME_COLORS",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from selfdistill.aggregate import ORDINAL_KEYS, member_keys
+from selfdistill.evaluation.aggregate import ORDINAL_KEYS, member_keys
 from selfdistill.report import figures as fg
 from selfdistill.report.tables import (
     BASELINE_ROWS,

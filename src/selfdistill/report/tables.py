@@ -11,7 +11,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from selfdistill.aggregate import member_keys, member_label
+from selfdistill.evaluation.aggregate import member_keys, member_label
 
 __all__ = [
     "BASELINE_ROWS",

@@ -1,4 +1,4 @@
-"""The run-config schema users write in YAML, validated at the boundary.
+"""The run config users write in YAML: :class:`RunConfig`, loading and validation.
 
 The YAML file is untrusted input: every field is checked here once, with a
 message that names the field path and what is allowed. Inside the library
@@ -12,18 +12,16 @@ Top-level sections: ``data``, ``features``, ``labels``, ``split``, ``model``,
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from selfdistill.config_sections import (
-    AugmentConfig,
+from selfdistill.config.overrides import apply_overrides
+from selfdistill.config.sections import (
     BacktestConfig,
     BornAgainConfig,
-    BybitSourceConfig,
     ByotConfig,
     DataConfig,
     EmaTeacherConfig,
@@ -38,35 +36,17 @@ from selfdistill.config_sections import (
     Seed,
     SnapshotConfig,
     SplitConfig,
-    SyntheticConfig,
     TrainingConfig,
 )
 from selfdistill.errors import ConfigError
 
 __all__ = [
     "METHOD_NAMES",
-    "AugmentConfig",
-    "BacktestConfig",
-    "BornAgainConfig",
-    "BybitSourceConfig",
-    "ByotConfig",
-    "DataConfig",
-    "EmaTeacherConfig",
-    "EvaluationConfig",
-    "FeaturesConfig",
-    "LabelSmoothingConfig",
-    "LabelsConfig",
-    "LightGBMConfig",
-    "ModelConfig",
-    "ReportConfig",
     "RunConfig",
-    "SnapshotConfig",
-    "SplitConfig",
-    "SyntheticConfig",
-    "TrainingConfig",
-    "apply_overrides",
+    "dump_config",
     "load_config",
     "parse_config",
+    "read_yaml",
     "validation_messages",
 ]
 
@@ -231,37 +211,6 @@ def parse_config(raw: dict[str, Any] | None, *, source: str = "") -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
-
-
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set '{item}' must look like key=value, e.g. born_again.generations=8")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set '{item}' has an empty key; use dotted keys like training.lr=0.01")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set '{item}': value is not valid YAML ({exc})") from None
-    return key.split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
-    out = copy.deepcopy(raw)
-    for item in overrides:
-        path, value = _parse_override(item)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set '{item}': '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
-    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ teacher sees both under ``no_grad``, and the loss is summed over heads:
 
 Pretraining reads training windows only: the rows of ``TrainData.unlabeled_rows``
 (training bars) whose whole window lies inside those rows. Collapse metrics
-(see :mod:`selfdistill.collapse`) are logged in the history every epoch.
+(see :mod:`selfdistill.methods.ema_teacher.collapse`) are logged in the history every epoch.
 ``fit_ema_teacher`` is the method the pipeline runs: pretrain, then fine-tune a
 :class:`~selfdistill.nn.encoders.WindowClassifier` from the teacher's encoder.
 
@@ -36,8 +36,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from selfdistill.augment import AugmentSpec, augment
-from selfdistill.collapse import (
+from selfdistill.errors import ConfigError, TrainingError
+from selfdistill.losses.consistency import DINOLoss, byol_loss, teacher_probabilities
+from selfdistill.methods.base import Lineage, Member, TrainData
+from selfdistill.methods.common import derive_seed, freeze, hard_ce_loss, train_model
+from selfdistill.methods.ema_teacher.checkpoint import (
+    encoder_spec_of,
+    init_from_pretrained,
+    read_checkpoint,
+    restore_state,
+    save_checkpoint,
+)
+from selfdistill.methods.ema_teacher.collapse import (
     CollapseMonitor,
     effective_rank,
     embedding_std,
@@ -45,23 +55,13 @@ from selfdistill.collapse import (
     marginal_entropy,
     teacher_entropy,
 )
-from selfdistill.errors import ConfigError, TrainingError
-from selfdistill.losses.consistency import DINOLoss, byol_loss, teacher_probabilities
-from selfdistill.methods.base import Lineage, Member, TrainData
-from selfdistill.methods.common import derive_seed, freeze, hard_ce_loss, train_model
-from selfdistill.methods.ema_checkpoint import (
-    encoder_spec_of,
-    init_from_pretrained,
-    read_checkpoint,
-    restore_state,
-    save_checkpoint,
-)
 from selfdistill.nn.encoders import ENCODER_KINDS, WindowClassifier, build_encoder
 from selfdistill.nn.heads import DINOHead, EncoderWithHeads, MLPHead, MultiHead
+from selfdistill.nn.windows import make_windows, window_rows_within
+from selfdistill.training.augment import AugmentSpec, augment
 from selfdistill.training.ema import linear_warmup, make_teacher, update_ema
 from selfdistill.training.loop import Callback, make_optimizer
 from selfdistill.training.schedules import cosine_tau
-from selfdistill.windows import make_windows, window_rows_within
 
 __all__ = ["PretrainResult", "PretrainState", "build_state", "fit_ema_teacher", "pretrain",
            "pretrain_rows", "windowed"]

@@ -10,7 +10,7 @@ A *record* is one output (method + member keys) on one split of one
 * compares, on the test split and the same cells, each member against the
   method's first member (generation 0, the first snapshot, ...) and each
   output against the hard-label ``baseline``, with a paired bootstrap and a
-  verdict (see :mod:`selfdistill.stats`).
+  verdict (see :mod:`selfdistill.evaluation.statistics`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from selfdistill.stats import bootstrap_interval, paired_comparison
+from selfdistill.evaluation.statistics import bootstrap_interval, paired_comparison
 
 __all__ = [
     "COMPARED_METRICS",

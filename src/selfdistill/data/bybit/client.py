@@ -7,13 +7,13 @@ with every field a string; they are converted to float64, sorted ascending,
 de-duplicated on open time, and the still-open last candle is dropped.
 
 Every user input (symbol, interval, category, dates) is checked before it
-reaches a request or a file path (:class:`~selfdistill.data.klinetime.MarketKey`).
-Faults map onto :mod:`selfdistill.errors` as :mod:`selfdistill.data.klinereply`
+reaches a request or a file path (:class:`~selfdistill.data.bybit.request.MarketKey`).
+Faults map onto :mod:`selfdistill.errors` as :mod:`selfdistill.data.bybit.reply`
 tabulates: 10001 and HTTP 403 fail at once (403 with the advice to wait at
 least 10 minutes); rate limits, server errors and transport faults (timeouts,
-cut or non-JSON bodies) are retried by :class:`~selfdistill.data.ratelimit.RetryPolicy`
+cut or non-JSON bodies) are retried by :class:`~selfdistill.data.bybit.ratelimit.RetryPolicy`
 (exponential backoff with jitter, or the wait in ``X-Bapi-Limit-Reset-Timestamp``
-when present). All requests pass one :class:`~selfdistill.data.ratelimit.TokenBucket`.
+when present). All requests pass one :class:`~selfdistill.data.bybit.ratelimit.TokenBucket`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,16 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from selfdistill.data.klinereply import (
+from selfdistill.data.bybit.ratelimit import (
+    BYBIT_LIMIT_PER_5S,
+    DEFAULT_RATE,
+    Cancelled,
+    Clock,
+    RetryPolicy,
+    Sleep,
+    TokenBucket,
+)
+from selfdistill.data.bybit.reply import (
     KLINE_PATH,
     RESET_HEADER,
     check_envelope,
@@ -40,7 +49,7 @@ from selfdistill.data.klinereply import (
     describe_request,
     parse_kline_rows,
 )
-from selfdistill.data.klinetime import (
+from selfdistill.data.bybit.request import (
     CATEGORIES,
     MAX_LIMIT,
     MarketKey,
@@ -50,15 +59,6 @@ from selfdistill.data.klinetime import (
     plan_windows,
     resolve_range,
     to_ms,
-)
-from selfdistill.data.ratelimit import (
-    BYBIT_LIMIT_PER_5S,
-    DEFAULT_RATE,
-    Cancelled,
-    Clock,
-    RetryPolicy,
-    Sleep,
-    TokenBucket,
 )
 from selfdistill.errors import (
     BannedError,

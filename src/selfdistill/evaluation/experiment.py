@@ -31,12 +31,22 @@ from typing import Any
 
 import pandas as pd
 
-from selfdistill.aggregate import add_selected_records, aggregate_records, compare_records
-from selfdistill.backtest import annualisation
 from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
-from selfdistill.pipeline import Dataset, build_dataset, holdout_split, load_candles, run_fold
-from selfdistill.scoring import BacktestSettings, score_cell
+from selfdistill.evaluation.aggregate import (
+    add_selected_records,
+    aggregate_records,
+    compare_records,
+)
+from selfdistill.evaluation.backtest import annualisation
+from selfdistill.evaluation.cell import BacktestSettings, score_cell
+from selfdistill.evaluation.fold import (
+    Dataset,
+    build_dataset,
+    holdout_split,
+    load_candles,
+    run_fold,
+)
 from selfdistill.splits import Split, check_no_leak, purged_kfold, walk_forward
 from selfdistill.training.callbacks import Callback, ExperimentCallback
 
@@ -172,7 +182,7 @@ def _temperatures(predictions: Any) -> dict[tuple[str, str], float]:
 def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: Any,
                  temperatures: dict[tuple[str, str], float]) -> None:
     """Every lineage as a model directory; its selected member's calibration goes along."""
-    from selfdistill.pipeline import member_name
+    from selfdistill.evaluation.fold import member_name
     from selfdistill.runs import model_metadata, save_lineage_models
 
     common = model_metadata(cfg, scaler=result.scaler.to_dict(),

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfdistill.evaluation.metrics import classification_metrics
+from selfdistill.evaluation.statistics import bootstrap_interval, paired_comparison
 from selfdistill.methods.common import derive_seed
-from selfdistill.metrics import classification_metrics
 from selfdistill.nn.encoders import WindowClassifier
-from selfdistill.stats import bootstrap_interval, paired_comparison
 from selfdistill.training.loop import Callback, fit, make_optimizer, predict_logits
 
 __all__ = ["ARMS", "CompareData", "compare_arms", "label_subset", "summarise"]

@@ -35,7 +35,7 @@ from selfdistill.errors import ConfigError, ModelFileError
 from selfdistill.nn.encoders import WindowClassifier, build_encoder
 
 if TYPE_CHECKING:
-    from selfdistill.methods.ema_teacher import PretrainState
+    from selfdistill.methods.ema_teacher.pretraining import PretrainState
 
 __all__ = [
     "FORMAT",

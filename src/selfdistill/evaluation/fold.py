@@ -6,7 +6,7 @@
       -> scaler fitted on train rows -> TrainData -> every method -> Lineage
       -> probabilities per member / derived row on train, val, test -> records
 
-Folds and seeds are loops *around* :func:`run_fold` (see ``evaluation``).
+Folds and seeds are loops *around* :func:`run_fold` (see :mod:`selfdistill.evaluation.experiment`).
 Test rows are only read here, after every method has finished fitting.
 """
 
@@ -23,14 +23,15 @@ import pandas as pd
 import torch
 
 from selfdistill.config import RunConfig
-from selfdistill.errors import ConfigError, DataError
+from selfdistill.errors import DataError
+from selfdistill.evaluation.metrics import classification_metrics
+from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
 from selfdistill.features import Scaler, compute_features
 from selfdistill.labels import LabelSet, make_labels
 from selfdistill.methods import Lineage, TrainData, get_method
-from selfdistill.metrics import classification_metrics
 from selfdistill.splits import Split, check_no_leak, purged_split
+from selfdistill.training.device import resolve_device
 from selfdistill.training.loop import Callback
-from selfdistill.uncertainty import disagreement, error_by_quantile
 
 __all__ = [
     "Dataset",
@@ -41,7 +42,6 @@ __all__ = [
     "load_candles",
     "make_train_data",
     "member_name",
-    "resolve_device",
     "run_fold",
 ]
 
@@ -82,15 +82,6 @@ class FoldResult:
     scaler: Scaler
     uncertainty: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is a config error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | None]:
@@ -188,7 +179,7 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
     scaler = Scaler(cfg.features.scaler).fit(raw[split.train])
     x = torch.as_tensor(scaler.transform(raw), dtype=torch.float32, device=device)
     if cfg.model.kind in ("cnn", "gru"):
-        from selfdistill.windows import make_windows
+        from selfdistill.nn.windows import make_windows
 
         # (R, F, W) strided view: row i sees rows i-W+1 .. i (the past only)
         x = make_windows(x, cfg.model.window)

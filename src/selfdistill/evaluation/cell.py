@@ -1,6 +1,6 @@
 """Score one fold x seed cell: temperature scaling and the backtest of every output.
 
-Input is what :func:`selfdistill.pipeline.run_fold` returns for one cell: its
+Input is what :func:`selfdistill.evaluation.fold.run_fold` returns for one cell: its
 metrics records and its validation / test predictions. Every output (a member
 or a derived row of a method) gets
 
@@ -10,7 +10,7 @@ or a derived row of a method) gets
 * a backtest on its **test** rows (positions from the calibrated
   probabilities when calibration is on, so confidence sizing uses calibrated
   confidence; the argmax is the same either way): the trading metrics of
-  :func:`selfdistill.backtest.trading_metrics` join its test record, plus
+  :func:`selfdistill.evaluation.backtest.trading_metrics` join its test record, plus
   ``random_sharpe`` / ``random_total_return`` of random positions with its own
   turnover. Outputs of a method whose members disagree (generations,
   snapshots) are gated flat above the ``backtest.uncertainty_gate`` quantile of
@@ -31,15 +31,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from selfdistill.backtest import (
+from selfdistill.evaluation.backtest import (
     BacktestResult,
     backtest_with_baselines,
     disagreement_gate,
     holding_returns,
     positions_from_proba,
 )
-from selfdistill.calibration import apply_temperature, fit_temperature, logits_from_proba
-from selfdistill.metrics import classification_metrics
+from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
+from selfdistill.evaluation.metrics import classification_metrics
 
 __all__ = ["GATE_MEASURE", "BacktestSettings", "CellScores", "score_cell"]
 

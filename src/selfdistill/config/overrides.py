@@ -1,0 +1,47 @@
+"""``--set key.sub=value`` overrides applied to a raw config mapping before validation.
+
+Values are parsed as YAML (``--set born_again.generations=8``, ``--set methods=[byot]``);
+the result is validated with the rest of the file by :func:`selfdistill.config.parse_config`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from selfdistill.errors import ConfigError
+
+__all__ = ["apply_overrides"]
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' must look like key=value, e.g. born_again.generations=8")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set '{item}' has an empty key; use dotted keys like training.lr=0.01")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set '{item}': value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return out

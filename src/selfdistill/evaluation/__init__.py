@@ -1,0 +1,60 @@
+"""Evaluation: from a config to scored, compared results.
+
+::
+
+    fold.py        one split x one seed: dataset -> every method -> records, predictions
+    cell.py        scores a cell: temperature on val, backtest on test
+    experiment.py  folds x seeds in a process pool, summarised -> the run directory
+    aggregate.py   per-cell records -> aggregates with intervals, paired comparisons
+    statistics.py  the verdict engine: bootstrap intervals, paired tests
+    metrics.py  calibration.py  uncertainty.py  backtest.py   (NumPy; no torch)
+    pretrain_compare.py   does EMA-teacher pretraining help (probes, few labels)
+
+``from selfdistill.evaluation import run_experiment`` is the entry point. The names
+below are imported on first use, so ``import selfdistill.evaluation.metrics`` stays
+light (no torch, no methods).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from selfdistill.evaluation.experiment import (
+        Cell,
+        CellResult,
+        ExperimentCallback,
+        ExperimentResult,
+        backtest_settings,
+        experiment_seeds,
+        plan_cells,
+        plan_splits,
+        run_cell,
+        run_experiment,
+        summarise,
+    )
+
+__all__ = [
+    "Cell",
+    "CellResult",
+    "ExperimentCallback",
+    "ExperimentResult",
+    "backtest_settings",
+    "experiment_seeds",
+    "plan_cells",
+    "plan_splits",
+    "run_cell",
+    "run_experiment",
+    "summarise",
+]
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'selfdistill.evaluation' has no attribute {name!r}")
+    from selfdistill.evaluation import experiment  # on first use: loads torch and the methods
+
+    return getattr(experiment, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

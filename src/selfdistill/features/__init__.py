@@ -1,0 +1,15 @@
+"""Causal features and the train-fitted scaler (NumPy and pandas; no torch).
+
+- :mod:`selfdistill.features.causal`: :func:`compute_features` (row ``t`` reads
+  bars ``<= t`` only), :func:`feature_names`, :func:`feature_warmup`;
+- :mod:`selfdistill.features.scaler`: :class:`Scaler`, fitted on training rows only.
+
+``from selfdistill.features import Scaler, compute_features`` covers most uses.
+"""
+
+from __future__ import annotations
+
+from selfdistill.features.causal import compute_features, feature_names, feature_warmup
+from selfdistill.features.scaler import SCALER_KINDS, Scaler
+
+__all__ = ["SCALER_KINDS", "Scaler", "compute_features", "feature_names", "feature_warmup"]

@@ -1,0 +1,39 @@
+"""The EMA-teacher method: self-supervised pretraining of a window encoder, then fine-tuning.
+
+- :mod:`~selfdistill.methods.ema_teacher.pretraining`: the BYOL / DINO pretraining loop
+  and :func:`fit_ema_teacher`, the method a run calls;
+- :mod:`~selfdistill.methods.ema_teacher.checkpoint`: resumable checkpoints (safetensors +
+  JSON) and loading a pretrained encoder;
+- :mod:`~selfdistill.methods.ema_teacher.collapse`: representation-collapse metrics.
+
+Whether pretraining helps (linear probes, fine-tuning with few labels) is measured by
+:mod:`selfdistill.evaluation.pretrain_compare`.
+"""
+
+from __future__ import annotations
+
+from selfdistill.methods.ema_teacher.checkpoint import (
+    init_from_pretrained,
+    load_pretrained_encoder,
+)
+from selfdistill.methods.ema_teacher.pretraining import (
+    PretrainResult,
+    PretrainState,
+    build_state,
+    fit_ema_teacher,
+    pretrain,
+    pretrain_rows,
+    windowed,
+)
+
+__all__ = [
+    "PretrainResult",
+    "PretrainState",
+    "build_state",
+    "fit_ema_teacher",
+    "init_from_pretrained",
+    "load_pretrained_encoder",
+    "pretrain",
+    "pretrain_rows",
+    "windowed",
+]
