@@ -31,10 +31,10 @@ import torch
 
 from selfdistill.config import RunConfig
 from selfdistill.features import Scaler, feature_names
-from selfdistill.inference import NumpyModel, OnnxModel
-from selfdistill.modeldir import save_bundle
-from selfdistill.nn.factory import build_model
-from selfdistill.onnx_export import export_onnx, probability_model
+from selfdistill.modelio.bundle import save_bundle
+from selfdistill.nn.registry import build_model
+from selfdistill.serving.numpy_runtime import NumpyModel, OnnxModel
+from selfdistill.serving.onnx import export_onnx, probability_model
 
 TARGET_US = 25.0
 

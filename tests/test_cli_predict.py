@@ -15,8 +15,8 @@ from selfdistill.data.files import save_candles
 from selfdistill.data.synthetic import generate_market
 from selfdistill.estimator import SelfDistillClassifier
 from selfdistill.features import compute_features
-from selfdistill.inference import NumpyModel
-from selfdistill.modeldir import read_bundle
+from selfdistill.modelio.bundle import read_bundle
+from selfdistill.serving.numpy_runtime import NumpyModel
 
 FEATURES = {"return_windows": [1, 4, 12], "volatility_windows": [12, 24], "ma_windows": [12, 24],
             "volume_window": 24, "range_window": 12, "skew_window": 24}

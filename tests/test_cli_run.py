@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from selfdistill.cli import main
-from selfdistill.modelfile import load_model
+from selfdistill.modelio.weights import load_model
 
 SMALL = {
     "name": "small",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from selfdistill.config import ModelConfig
-from selfdistill.modelfile import load_model, save_model
+from selfdistill.modelio.weights import load_model, save_model
 from selfdistill.nn.encoders import (
     GRUEncoder,
     TCNEncoder,
@@ -16,8 +16,8 @@ from selfdistill.nn.encoders import (
     build_encoder,
     window_classifier_from_spec,
 )
-from selfdistill.nn.factory import build_model, model_from_spec
 from selfdistill.nn.heads import DINOHead, MLPHead, MultiHead
+from selfdistill.nn.registry import build_model, model_from_spec
 from selfdistill.nn.windows import make_windows
 
 F_, W_ = 5, 16

@@ -21,8 +21,8 @@ import selfdistill
 from selfdistill import estimator as estimator_module
 from selfdistill.errors import ConfigError
 from selfdistill.estimator import SelfDistillClassifier
-from selfdistill.inference import NumpyModel
 from selfdistill.methods import Lineage, TrainData
+from selfdistill.serving.numpy_runtime import NumpyModel
 
 #: small and quick, yet enough optimizer steps to pass check_classifiers_train
 FAST: dict[str, Any] = {"n_generations": 1, "epochs": 10, "hidden_sizes": (8,),

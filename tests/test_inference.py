@@ -14,10 +14,10 @@ import torch
 from selfdistill.config import FeaturesConfig
 from selfdistill.errors import DataError, ModelFileError
 from selfdistill.features import Scaler, compute_features, feature_names
-from selfdistill.inference import NumpyModel, latest_features
-from selfdistill.modeldir import save_bundle
+from selfdistill.modelio.bundle import save_bundle
 from selfdistill.nn.mlp import MLP, ConstantClassifier
 from selfdistill.nn.multi_exit import MultiExitMLP
+from selfdistill.serving.numpy_runtime import NumpyModel, latest_features
 
 F = 6
 NAMES = [f"f{i}" for i in range(F)]
@@ -160,7 +160,7 @@ def test_numpy_path_never_imports_torch(tmp_path: Path) -> None:
     _save(tmp_path / "m", [MLP(F, 3)], _scaler())
     code = (
         "import sys, numpy as np\n"
-        "from selfdistill.inference import NumpyModel\n"
+        "from selfdistill.serving.numpy_runtime import NumpyModel\n"
         f"m = NumpyModel.from_dir({str(tmp_path / 'm')!r})\n"
         "p = m.predict_proba_one(np.zeros(6))\n"
         "assert abs(p.sum() - 1) < 1e-9\n"

@@ -14,7 +14,7 @@ import torch
 from selfdistill.cli import main
 from selfdistill.config import load_config
 from selfdistill.methods import METHODS
-from selfdistill.modelfile import load_model
+from selfdistill.modelio.weights import load_model
 from selfdistill.nn.multi_exit import MultiExitMLP
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

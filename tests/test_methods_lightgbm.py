@@ -13,8 +13,8 @@ import torch
 from selfdistill.config import RunConfig
 from selfdistill.methods import TrainData, get_method
 from selfdistill.methods.lightgbm import BoosterClassifier, fit_lightgbm
-from selfdistill.modelfile import save_model
-from selfdistill.nn.factory import model_from_spec
+from selfdistill.modelio.weights import save_model
+from selfdistill.nn.registry import model_from_spec
 
 
 def _data(n: int = 900, seed: int = 0) -> TrainData:
@@ -94,7 +94,7 @@ def test_saved_booster_loads_in_a_fresh_process_without_importing_methods(
     x_file = tmp_path / "x.npy"
     np.save(x_file, data.x[:20].numpy())
     code = ("import sys, numpy as np, torch\n"
-            "from selfdistill.modelfile import load_model\n"
+            "from selfdistill.modelio.weights import load_model\n"
             f"model, meta = load_model({str(tmp_path / 'booster')!r})\n"
             f"x = torch.from_numpy(np.load({str(x_file)!r}))\n"
             "np.save(sys.argv[1], model(x).detach().numpy())\n")

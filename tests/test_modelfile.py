@@ -16,8 +16,8 @@ import torch
 
 from selfdistill import __version__
 from selfdistill.errors import ModelFileError
-from selfdistill.modeldir import MANIFEST, load_bundle_models, read_bundle, save_bundle
-from selfdistill.modelfile import FORMAT_VERSION, load_arrays, load_model, save_model
+from selfdistill.modelio.bundle import MANIFEST, load_bundle_models, read_bundle, save_bundle
+from selfdistill.modelio.weights import FORMAT_VERSION, load_arrays, load_model, save_model
 from selfdistill.nn.mlp import MLP
 
 N_FEATURES = 5

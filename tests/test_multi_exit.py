@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdistill.nn.factory import BUILDERS, model_from_spec
 from selfdistill.nn.mlp import MLP
 from selfdistill.nn.multi_exit import MultiExitMLP, MultiExitOutput
+from selfdistill.nn.registry import BUILDERS, model_from_spec
 
 B, F, C = 7, 5, 3
 

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from selfdistill import onnx_export
 from selfdistill.config import ModelConfig
 from selfdistill.errors import ModelFileError
 from selfdistill.features import Scaler
-from selfdistill.inference import NumpyModel, OnnxModel
-from selfdistill.modeldir import save_bundle
-from selfdistill.nn.factory import build_model
+from selfdistill.modelio.bundle import save_bundle
 from selfdistill.nn.mlp import MLP
 from selfdistill.nn.multi_exit import MultiExitMLP
-from selfdistill.onnx_export import export_onnx, probability_model
+from selfdistill.nn.registry import build_model
+from selfdistill.serving import onnx as onnx_export
+from selfdistill.serving.numpy_runtime import NumpyModel, OnnxModel
+from selfdistill.serving.onnx import export_onnx, probability_model
 
 F = 5
 
@@ -112,7 +112,8 @@ def test_onnxruntime_runs_without_torch_and_writes_no_telemetry(model_dir: Path,
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env["HOME"] = str(home)
-    code = ("import sys\nimport numpy as np\nfrom selfdistill.inference import OnnxModel\n"
+    code = ("import sys\nimport numpy as np\n"
+            "from selfdistill.serving.numpy_runtime import OnnxModel\n"
             f"OnnxModel({str(tmp_path / 'm.onnx')!r}).predict_proba(np.zeros(5))\n"
             "assert 'torch' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

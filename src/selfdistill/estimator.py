@@ -39,8 +39,8 @@ from selfdistill.evaluation.calibration import fit_temperature
 from selfdistill.evaluation.uncertainty import disagreement
 from selfdistill.features import Scaler
 from selfdistill.methods import Lineage, Member, TrainData, get_method
-from selfdistill.modeldir import load_bundle_models, save_bundle
-from selfdistill.modelfile import json_safe
+from selfdistill.modelio.bundle import load_bundle_models, save_bundle
+from selfdistill.modelio.weights import json_safe
 from selfdistill.training.device import resolve_device
 from selfdistill.training.loop import Callback
 
@@ -283,7 +283,7 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
     # ---------------------------------------------------------- save / load
 
     def save(self, path: str | Path, *, feature_config: Any = None) -> Path:
-        """Write a model directory (safetensors + JSON; see :mod:`selfdistill.modeldir`).
+        """Write a model directory (safetensors + JSON; see :mod:`selfdistill.modelio.bundle`).
 
         Args:
             path: the directory to write.

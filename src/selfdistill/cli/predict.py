@@ -1,6 +1,6 @@
 """``selfdistill predict``: regime probabilities for new candles from a saved model.
 
-The work happens in :mod:`selfdistill.prediction`; imports are deferred so the
+The work happens in :mod:`selfdistill.serving.predict`; imports are deferred so the
 CLI starts without loading torch.
 """
 
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Regime probabilities, predicted regime and uncertainty for every bar."""
         from selfdistill.data.files import load_candles_file
-        from selfdistill.modeldir import read_bundle
-        from selfdistill.prediction import predict_candles, resolve_model_dir
+        from selfdistill.modelio.bundle import read_bundle
+        from selfdistill.serving.predict import predict_candles, resolve_model_dir
 
         model_dir = resolve_model_dir(model, method)
         interval = read_bundle(model_dir).extra.get("interval")

@@ -183,7 +183,7 @@ def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: Any,
                  temperatures: dict[tuple[str, str], float]) -> None:
     """Every lineage as a model directory; its selected member's calibration goes along."""
     from selfdistill.evaluation.fold import member_name
-    from selfdistill.runs import model_metadata, save_lineage_models
+    from selfdistill.rundir.write import model_metadata, save_lineage_models
 
     common = model_metadata(cfg, scaler=result.scaler.to_dict(),
                             feature_names=list(ds.features.columns),
@@ -282,7 +282,7 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
     Returns:
         The run directory and the metrics.json payload.
     """
-    from selfdistill.runs import create_run_dir
+    from selfdistill.rundir.write import create_run_dir
 
     t0 = time.perf_counter()
     workers = workers if workers is not None else cfg.evaluation.workers
@@ -304,7 +304,7 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
         results.append(res)
         for cb in progress:
             cb.on_cell_end(len(results), len(cells), _cell_info(res))
-    from selfdistill.experiment_files import write_experiment
+    from selfdistill.rundir.read import write_experiment
 
     metrics, timings = write_experiment(run_dir, cfg, ds, splits, results,
                                         workers=workers, seconds=time.perf_counter() - t0)

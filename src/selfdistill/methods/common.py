@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfdistill.methods.base import TrainData
-from selfdistill.nn.factory import build_model
+from selfdistill.nn.registry import build_model
 from selfdistill.training.loop import Callback, FitResult, LossFn, fit, make_optimizer
 
 __all__ = ["derive_seed", "freeze", "fresh_model", "hard_ce_loss", "train_model", "val_nll"]

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from selfdistill.errors import TrainingError
 from selfdistill.methods.base import Lineage, Member, TrainData
 from selfdistill.methods.common import derive_seed
-from selfdistill.nn.factory import register_builder
+from selfdistill.nn.registry import register_builder
 from selfdistill.training.loop import Callback
 
 __all__ = ["BoosterClassifier", "fit_lightgbm", "lightgbm_params"]

@@ -41,8 +41,8 @@ pre { background: #f6f6f6; padding: .8em; font-size: .8em; overflow-x: auto; }
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read what the report needs from a run directory (nothing else)."""
-    from selfdistill.experiment_files import PRICES_FILE, damaged, read_curves, read_prices
-    from selfdistill.runs import read_metrics, read_predictions
+    from selfdistill.rundir.read import PRICES_FILE, damaged, read_curves, read_prices
+    from selfdistill.rundir.write import read_metrics, read_predictions
 
     path = Path(run_dir)
     if not path.is_dir():

@@ -1,6 +1,6 @@
 """What an experiment writes into (and the report reads from) the run directory.
 
-On top of the files of :mod:`selfdistill.runs` (config.yaml, metrics.json,
+On top of the files of :mod:`selfdistill.rundir.write` (config.yaml, metrics.json,
 timings.json, predictions.parquet, models/):
 
 ::
@@ -85,7 +85,7 @@ def write_experiment(run_dir: Path, cfg: RunConfig, ds: Dataset, splits: Sequenc
         The metrics.json payload (as read back) and the timings.
     """
     from selfdistill.evaluation.experiment import summarise
-    from selfdistill.runs import read_metrics, write_run
+    from selfdistill.rundir.write import read_metrics, write_run
 
     ordered = sorted(results, key=lambda r: (r.fold, r.seed))
     records, comparisons = summarise(ordered, cfg)

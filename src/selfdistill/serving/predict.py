@@ -17,8 +17,8 @@ import torch
 
 from selfdistill.errors import ConfigError, DataError, ModelFileError
 from selfdistill.evaluation.uncertainty import disagreement, entropy
-from selfdistill.modeldir import MANIFEST, ModelBundle, load_bundle_models
-from selfdistill.modelfile import refuse_pickle
+from selfdistill.modelio.bundle import MANIFEST, ModelBundle, load_bundle_models
+from selfdistill.modelio.weights import refuse_pickle
 
 __all__ = ["predict_candles", "resolve_model_dir"]
 

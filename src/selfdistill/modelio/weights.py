@@ -3,7 +3,7 @@
 One network (a *member*: a Born-Again generation, a snapshot, ...) is stored as
 ``<stem>.safetensors`` (tensors only) and ``<stem>.json`` (architecture spec,
 member keys, library and format versions, the sha256 of the weights file).
-:mod:`selfdistill.modeldir` bundles the members of one lineage into a model
+:mod:`selfdistill.modelio.bundle` bundles the members of one lineage into a model
 directory (the format the estimator, ``selfdistill run`` and ``predict`` share).
 
 Safety: nothing here calls :mod:`pickle` (or ``torch.load``). Paths that look
@@ -137,7 +137,7 @@ def save_model(model: nn.Module, stem: str | Path, metadata: Mapping[str, Any]) 
     """Write ``stem.safetensors`` and ``stem.json``; return the JSON path.
 
     Args:
-        model: a network with ``spec()`` (see :mod:`selfdistill.nn.factory`).
+        model: a network with ``spec()`` (see :mod:`selfdistill.nn.registry`).
         stem: path without suffix.
         metadata: JSON-serialisable extras stored in the JSON (e.g. member keys).
     """
@@ -206,7 +206,7 @@ def load_model(stem: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load a model written by :func:`save_model` (eval mode); raise ModelFileError if off."""
     from safetensors.torch import load
 
-    from selfdistill.nn.factory import model_from_spec
+    from selfdistill.nn.registry import model_from_spec
 
     meta = read_metadata(stem)
     data = _verified_weights(meta)

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from selfdistill.errors import ModelFileError
-from selfdistill.inference import OnnxModel
-from selfdistill.modeldir import ModelBundle, load_bundle_models
+from selfdistill.modelio.bundle import ModelBundle, load_bundle_models
 from selfdistill.nn.multi_exit import ExitSelect
+from selfdistill.serving.numpy_runtime import OnnxModel
 
 __all__ = ["OnnxModel", "ProbabilityModel", "export_onnx", "probability_model"]
 
@@ -89,7 +89,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, member: int | None = 
     """Export one member of a model directory to ONNX and check it against torch.
 
     Args:
-        model_dir: a model directory (see :mod:`selfdistill.modelfile`).
+        model_dir: a model directory (see :mod:`selfdistill.modelio.weights`).
         out: the ``.onnx`` file to write.
         member: member index; None exports the selected member.
         opset: ONNX opset version.

@@ -12,7 +12,7 @@
 
 The estimator (``save`` / ``load``), ``selfdistill run`` (``models/<method>/``),
 ``selfdistill predict`` and the NumPy / ONNX inference paths all read and write
-this format. Loading goes through :mod:`selfdistill.modelfile`: never pickle,
+this format. Loading goes through :mod:`selfdistill.modelio.weights`: never pickle,
 checksums before parsing, a newer format asks to upgrade. torch is imported
 only by :func:`load_bundle_models`.
 """
@@ -31,7 +31,7 @@ import numpy as np
 
 from selfdistill import __version__
 from selfdistill.errors import ModelFileError
-from selfdistill.modelfile import (
+from selfdistill.modelio.weights import (
     FORMAT_VERSION,
     check_format_version,
     load_arrays,

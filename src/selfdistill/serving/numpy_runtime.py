@@ -2,7 +2,7 @@
 
 For a trading process that must answer within microseconds and should not
 import torch: :meth:`NumpyModel.from_dir` reads a model directory through
-:mod:`selfdistill.modelfile` (safetensors + JSON, never pickle) and
+:mod:`selfdistill.modelio.weights` (safetensors + JSON, never pickle) and
 :meth:`NumpyModel.predict_proba` maps raw (unscaled) features to class
 probabilities. The train-fitted scaler and the calibration temperature are
 applied exactly as in training: ``z = clip((x - center) / scale)``, logits / T.
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from selfdistill.errors import DataError, ModelFileError
-from selfdistill.modeldir import ModelBundle, load_bundle_arrays
+from selfdistill.modelio.bundle import ModelBundle, load_bundle_arrays
 
 __all__ = ["NumpyModel", "OnnxModel", "latest_features"]
 
@@ -290,7 +290,7 @@ def latest_features(candles: pd.DataFrame, feature_config: Mapping[str, Any] | N
 
 
 class OnnxModel:
-    """An exported ``.onnx`` model (see :mod:`selfdistill.onnx_export`) run with
+    """An exported ``.onnx`` model (see :mod:`selfdistill.serving.onnx`) run with
     onnxruntime: single thread, telemetry off, no torch import.
 
     Shapes: ``predict_proba`` maps (N, F) or (F,) raw features to (N, C) or (C,).

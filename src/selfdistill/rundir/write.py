@@ -27,9 +27,9 @@ import pandas as pd
 from selfdistill import __version__
 from selfdistill.config import RunConfig, dump_config
 from selfdistill.errors import ConfigError, DataError
-from selfdistill.experiment_files import damaged, read_run_parquet
 from selfdistill.methods.base import Lineage
-from selfdistill.modeldir import save_bundle
+from selfdistill.modelio.bundle import save_bundle
+from selfdistill.rundir.read import damaged, read_run_parquet
 
 __all__ = [
     "METRICS_SCHEMA_VERSION",

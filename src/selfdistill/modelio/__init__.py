@@ -1,0 +1,1 @@
+"""Model files: safetensors weights + JSON metadata (weights), model directories (bundle)."""

@@ -1,0 +1,1 @@
+"""Serving a saved model: predict (torch), numpy_runtime (no torch), onnx (export)."""
