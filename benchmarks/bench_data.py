@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selfdistill.data.candles import load_candles_file, save_candles, validate_candles
+from selfdistill.data.candles import validate_candles
+from selfdistill.data.files import load_candles_file, save_candles
 from selfdistill.data.synthetic import generate_market
 
 

@@ -28,12 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfdistill.config import parse_config
-from selfdistill.methods.ema_teacher.pretraining import (
-    PretrainState,
-    _loss,
-    build_state,
-    train_step,
-)
+from selfdistill.methods.ema_teacher.pretraining import _loss, build_state, train_step
+from selfdistill.methods.ema_teacher.state import PretrainState
 from selfdistill.nn.encoders import WindowClassifier
 from selfdistill.nn.windows import make_windows, windows_nbytes
 from selfdistill.training.augment import AugmentSpec, augment

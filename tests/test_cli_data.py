@@ -18,7 +18,7 @@ import pytest
 from bybit_server import FakeBybit, Fault
 from selfdistill.cli import main
 from selfdistill.data.bybit.request import MarketKey
-from selfdistill.data.candles import load_candles_file
+from selfdistill.data.files import load_candles_file
 from selfdistill.data.store import CandleStore
 
 KEY = MarketKey("linear", "BTCUSDT", "60")

@@ -9,15 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfdistill.data.candles import (
-    CANDLE_COLUMNS,
-    load_candles_file,
-    load_csv,
-    load_parquet,
-    normalise_columns,
-    save_candles,
-    validate_candles,
-)
+from selfdistill.data.candles import CANDLE_COLUMNS, normalise_columns, validate_candles
+from selfdistill.data.files import load_candles_file, load_csv, load_parquet, save_candles
 from selfdistill.errors import DataError, GapError
 
 HOURS = pd.date_range("2024-03-01", periods=6, freq="h", tz="UTC", name="open_time")

@@ -12,8 +12,9 @@ import torch
 
 from selfdistill.config import RunConfig
 from selfdistill.methods import TrainData, get_method
-from selfdistill.methods.lightgbm import BoosterClassifier, fit_lightgbm
+from selfdistill.methods.lightgbm import fit_lightgbm
 from selfdistill.modelio.weights import save_model
+from selfdistill.nn.booster import BoosterClassifier
 from selfdistill.nn.registry import model_from_spec
 
 
@@ -86,8 +87,7 @@ def test_state_dict_round_trip_needs_no_pickle() -> None:
 
 def test_saved_booster_loads_in_a_fresh_process_without_importing_methods(
         tmp_path: Path) -> None:
-    # load_model must find the lightgbm builder itself (it is registered by a module
-    # that the model-file code does not import)
+    # load_model finds the lightgbm builder in nn.registry: no import of the methods
     data = _data()
     model = fit_lightgbm(data, _cfg(), seed=0).members[0].model
     save_model(model, tmp_path / "booster", {"method": "lightgbm"})
@@ -97,7 +97,8 @@ def test_saved_booster_loads_in_a_fresh_process_without_importing_methods(
             "from selfdistill.modelio.weights import load_model\n"
             f"model, meta = load_model({str(tmp_path / 'booster')!r})\n"
             f"x = torch.from_numpy(np.load({str(x_file)!r}))\n"
-            "np.save(sys.argv[1], model(x).detach().numpy())\n")
+            "np.save(sys.argv[1], model(x).detach().numpy())\n"
+            "assert 'selfdistill.methods' not in sys.modules, 'the methods were imported'\n")
     out = tmp_path / "out.npy"
     done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
                           text=True, timeout=120)

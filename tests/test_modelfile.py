@@ -1,5 +1,5 @@
 """Model files and model directories: round trips, and loading refuses anything unsafe
-without executing it (modelfile.py and modeldir.py)."""
+without executing it (selfdistill.modelio)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 from selfdistill import __version__
 from selfdistill.errors import ModelFileError
 from selfdistill.modelio.bundle import MANIFEST, load_bundle_models, read_bundle, save_bundle
-from selfdistill.modelio.weights import FORMAT_VERSION, load_arrays, load_model, save_model
+from selfdistill.modelio.jsonio import FORMAT_VERSION
+from selfdistill.modelio.weights import load_arrays, load_model, save_model
 from selfdistill.nn.mlp import MLP
 
 N_FEATURES = 5

@@ -18,7 +18,7 @@ from selfdistill.modelio.bundle import save_bundle
 from selfdistill.nn.mlp import MLP
 from selfdistill.nn.multi_exit import MultiExitMLP
 from selfdistill.nn.registry import build_model
-from selfdistill.serving import onnx as onnx_export
+from selfdistill.serving import onnx as onnx_module
 from selfdistill.serving.numpy_runtime import NumpyModel, OnnxModel
 from selfdistill.serving.onnx import export_onnx, probability_model
 
@@ -37,7 +37,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 def test_export_matches_torch_and_numpy(model_dir: Path, tmp_path: Path) -> None:
     report = export_onnx(model_dir, tmp_path / "m.onnx")
-    assert report["max_abs_diff"] <= onnx_export.EXPORT_ATOL
+    assert report["max_abs_diff"] <= onnx_module.EXPORT_ATOL
     assert report["member"] == 1
     x = np.random.default_rng(2).normal(1.0, 10.0, size=(7, F)).astype(np.float32)
     onnx = OnnxModel(tmp_path / "m.onnx")
@@ -93,7 +93,7 @@ def test_kinds_without_a_feature_graph_are_refused_by_name(tmp_path: Path) -> No
 
 def test_a_failed_check_leaves_no_file(model_dir: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnx_export, "EXPORT_ATOL", -1.0)
+    monkeypatch.setattr(onnx_module, "EXPORT_ATOL", -1.0)
     with pytest.raises(ModelFileError, match="differs from torch"):
         export_onnx(model_dir, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

@@ -40,7 +40,7 @@ from selfdistill.evaluation.uncertainty import disagreement
 from selfdistill.features import Scaler
 from selfdistill.methods import Lineage, Member, TrainData, get_method
 from selfdistill.modelio.bundle import load_bundle_models, save_bundle
-from selfdistill.modelio.weights import json_safe
+from selfdistill.modelio.jsonio import json_safe
 from selfdistill.training.device import resolve_device
 from selfdistill.training.loop import Callback
 

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from selfdistill import __version__
+from selfdistill._version import __version__
 from selfdistill.errors import SelfDistillError
 
 __all__ = ["app", "console_main", "main"]

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "INTERVALS",
     "AugmentConfig",
     "BacktestConfig",
     "BornAgainConfig",
@@ -47,6 +48,13 @@ __all__ = [
     "TrainingConfig",
 ]
 
+#: Valid bar interval spellings, shortest first (Bybit v5 kline ``interval``): minutes, or
+#: D / W / M for day / week / month. Defined with the schema that checks them;
+#: :mod:`selfdistill.data.intervals` re-exports it, since data imports config, never the reverse.
+INTERVALS: tuple[str, ...] = (
+    "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M",
+)
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -58,8 +66,6 @@ def _interval_text(value: object) -> object:
 
 
 def _known_interval(value: str) -> str:
-    from selfdistill.data.intervals import INTERVALS  # lazy: pandas is not needed to parse
-
     if value.strip() not in INTERVALS:
         raise ValueError(f"must be one of {', '.join(INTERVALS)} "
                          "(minutes, or D / W / M for day / week / month)")

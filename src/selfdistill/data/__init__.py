@@ -16,14 +16,11 @@ from selfdistill.data.candles import (
     gap_table,
     infer_interval,
     interval_to_timedelta,
-    load_candles_file,
-    load_csv,
-    load_parquet,
     normalise_columns,
     periods_per_year,
-    save_candles,
     validate_candles,
 )
+from selfdistill.data.files import load_candles_file, load_csv, load_parquet, save_candles
 from selfdistill.data.synthetic import REGIME_NAMES, RegimeParams, generate_market
 
 __all__ = [

@@ -16,11 +16,10 @@ a :class:`~selfdistill.errors.GapError` is raised.
 copies and compares ``attrs`` in ``concat`` and writes them into Parquet
 metadata, and a DataFrame or Timestamp there would break both.
 
-The file loaders (:func:`load_candles_file`, :func:`load_csv`,
-:func:`load_parquet`, :func:`save_candles`) and column-name normalisation
-(:func:`normalise_columns`) live in :mod:`selfdistill.data.files` and
-:mod:`selfdistill.data.columns`; they are re-exported here so that
-``from selfdistill.data.candles import load_csv`` works.
+The file loaders (``load_candles_file``, ``load_csv``, ``load_parquet``,
+``save_candles``) live in :mod:`selfdistill.data.files`, which imports this module
+(never the other way round), and column-name normalisation in
+:mod:`selfdistill.data.columns`; :mod:`selfdistill.data` re-exports them all.
 """
 
 from __future__ import annotations
@@ -48,12 +47,8 @@ __all__ = [
     "gap_table",
     "infer_interval",
     "interval_to_timedelta",
-    "load_candles_file",
-    "load_csv",
-    "load_parquet",
     "normalise_columns",
     "periods_per_year",
-    "save_candles",
     "validate_candles",
 ]
 
@@ -348,12 +343,3 @@ def _gap_message(gap_frame: pd.DataFrame, interval: str | None, source: str) -> 
         f"'{interval}' candles: {listed}{more}; fetch the missing candles or use "
         "gap policy 'mark' to keep and mark them"
     )
-
-
-# Re-exported loaders (imported last: files.py imports validate_candles from here).
-from selfdistill.data.files import (  # noqa: E402
-    load_candles_file,
-    load_csv,
-    load_parquet,
-    save_candles,
-)

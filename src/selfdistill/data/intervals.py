@@ -10,14 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from selfdistill.config.sections import INTERVALS  # the schema owns the spellings
 from selfdistill.errors import ConfigError
 
 __all__ = ["INTERVALS", "infer_interval", "interval_to_timedelta", "periods_per_year"]
 
-#: Valid interval spellings, shortest first (Bybit v5 kline ``interval``).
-INTERVALS: tuple[str, ...] = (
-    "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M",
-)
 
 _MINUTES = {"D": 24 * 60, "W": 7 * 24 * 60}
 # A 24/7 market: 365 days a year; weeks use the mean year of 365.25 days.

@@ -41,7 +41,8 @@ from selfdistill.data.bybit.request import (
     plan_windows,
     resolve_range,
 )
-from selfdistill.data.candles import gap_table, save_candles, validate_candles
+from selfdistill.data.candles import gap_table, validate_candles
+from selfdistill.data.files import save_candles
 from selfdistill.data.intervals import INTERVALS
 from selfdistill.data.storefile import (
     COLUMNS,

@@ -3,8 +3,9 @@
 ::
 
     fold.py        one split x one seed: dataset -> every method -> records, predictions
-    cell.py        scores a cell: temperature on val, backtest on test
-    experiment.py  folds x seeds in a process pool, summarised -> the run directory
+    cell.py        one cell: run_fold, then temperature on val and backtest on test
+    experiment.py  folds x seeds in a process pool, summarised in memory, then
+                   written by selfdistill.rundir (the one writer)
     aggregate.py   per-cell records -> aggregates with intervals, paired comparisons
     statistics.py  the verdict engine: bootstrap intervals, paired tests
     metrics.py  calibration.py  uncertainty.py  backtest.py   (NumPy; no torch)
@@ -20,16 +21,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from selfdistill.evaluation.cell import Cell, CellResult, run_cell
     from selfdistill.evaluation.experiment import (
-        Cell,
-        CellResult,
         ExperimentCallback,
         ExperimentResult,
         backtest_settings,
         experiment_seeds,
         plan_cells,
         plan_splits,
-        run_cell,
         run_experiment,
         summarise,
     )
@@ -48,12 +47,16 @@ __all__ = [
     "summarise",
 ]
 
+_FROM_CELL = frozenset({"Cell", "CellResult", "run_cell"})
+
+
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'selfdistill.evaluation' has no attribute {name!r}")
-    from selfdistill.evaluation import experiment  # on first use: loads torch and the methods
+    # imported on first use: these load torch and the methods
+    from selfdistill.evaluation import cell, experiment
 
-    return getattr(experiment, name)
+    return getattr(cell if name in _FROM_CELL else experiment, name)
 
 
 def __dir__() -> list[str]:

@@ -1,8 +1,12 @@
-"""Score one fold x seed cell: temperature scaling and the backtest of every output.
+"""One fold x seed cell: fit every method, then score it (temperature, backtest).
 
-Input is what :func:`selfdistill.evaluation.fold.run_fold` returns for one cell: its
-metrics records and its validation / test predictions. Every output (a member
-or a derived row of a method) gets
+:func:`run_cell` runs :func:`selfdistill.evaluation.fold.run_fold` on the cell's split
+and seed, scores it with :func:`score_cell` and, in the cell that keeps its models,
+saves them into the run directory (:func:`selfdistill.rundir.write.save_lineage_models`).
+
+:func:`score_cell` takes what ``run_fold`` returns for one cell: its metrics records
+and its validation / test predictions. Every output (a member or a derived row of a
+method) gets
 
 * a temperature fitted on its **validation** rows only and applied to its
   validation and test rows: ``temperature``, ``nll_calibrated``,
@@ -25,12 +29,16 @@ for the equity and drawdown curves.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from selfdistill.config import RunConfig
 from selfdistill.evaluation.backtest import (
     BacktestResult,
     backtest_with_baselines,
@@ -39,9 +47,14 @@ from selfdistill.evaluation.backtest import (
     positions_from_proba,
 )
 from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
+from selfdistill.evaluation.fold import Dataset, FoldResult, member_name, run_fold
 from selfdistill.evaluation.metrics import classification_metrics
+from selfdistill.rundir.write import model_metadata, save_lineage_models
+from selfdistill.splits import Split
+from selfdistill.training.callbacks import Callback
 
-__all__ = ["GATE_MEASURE", "BacktestSettings", "CellScores", "score_cell"]
+__all__ = ["GATE_MEASURE", "BacktestSettings", "Cell", "CellResult", "CellScores", "run_cell",
+           "score_cell"]
 
 log = logging.getLogger(__name__)
 
@@ -199,3 +212,63 @@ def score_cell(records: list[dict[str, Any]], predictions: pd.DataFrame, *,
     if len(frame):
         frame["seed"], frame["fold"] = seed, fold
     return CellScores(out, predictions, frame)
+
+
+# ------------------------------------------------------------------ one cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: every method on one split with one seed."""
+
+    fold: int
+    seed: int
+    split: Split
+    save_models: bool = False
+
+
+@dataclass
+class CellResult:
+    fold: int
+    seed: int
+    records: list[dict[str, Any]]
+    predictions: pd.DataFrame
+    uncertainty: list[dict[str, Any]]
+    curves: pd.DataFrame
+    timings: dict[str, Any]
+    seconds: float
+
+
+def run_cell(ds: Dataset, cell: Cell, cfg: RunConfig, *, settings: BacktestSettings,
+             run_dir: Path | None = None, callbacks: Sequence[Callback] = ()) -> CellResult:
+    """Fit, evaluate, calibrate and backtest every method on one cell."""
+    t0 = time.perf_counter()
+    result = run_fold(ds, cell.split, cfg, seed=cell.seed, fold=cell.fold, callbacks=callbacks)
+    scores = score_cell(result.records, result.predictions, opens=ds.candles["open"],
+                        settings=settings, class_names=tuple(ds.labels.class_names),
+                        seed=cell.seed, fold=cell.fold)
+    if cell.save_models and run_dir is not None:
+        _save_models(run_dir, ds, cfg, result, _temperatures(scores.predictions))
+    return CellResult(cell.fold, cell.seed, scores.records, scores.predictions,
+                      result.uncertainty, scores.curves, result.timings,
+                      time.perf_counter() - t0)
+
+
+def _temperatures(predictions: Any) -> dict[tuple[str, str], float]:
+    """(method, member) -> the temperature fitted on its validation rows (if any)."""
+    if "temperature" not in predictions.columns:
+        return {}
+    firsts = predictions.groupby(["method", "member"], sort=False)["temperature"].first()
+    return {key: float(t) for key, t in firsts.items() if t == t}  # t == t drops NaN
+
+
+def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: FoldResult,
+                 temperatures: dict[tuple[str, str], float]) -> None:
+    """Every lineage as a model directory; its selected member's calibration goes along."""
+    common = model_metadata(cfg, scaler=result.scaler.to_dict(),
+                            feature_names=list(ds.features.columns),
+                            class_names=list(ds.labels.class_names), interval=ds.interval)
+    for lineage in result.lineages:
+        chosen = member_name(lineage.members[lineage.selected].keys)
+        save_lineage_models(run_dir, lineage, common,
+                            temperature=temperatures.get((lineage.method, chosen), 1.0))

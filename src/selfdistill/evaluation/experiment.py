@@ -7,7 +7,8 @@
       -> per cell, in a worker: run_fold (every method from scratch, scaler fitted
          on the cell's train rows) -> score_cell (temperature on val, backtest on test)
       -> records of every cell + <method>_selected + aggregates (mean, 95% CI)
-      -> paired comparisons (vs generation 0, vs baseline) -> run directory
+      -> paired comparisons (vs generation 0, vs baseline)
+      -> RunContents (in memory) -> rundir.write.write_run -> the run directory
 
 Nothing fitted in one cell reaches another: each cell builds its own scaler,
 models and temperatures from its own training / validation rows. Cells run in
@@ -16,6 +17,13 @@ cells in flight; the dataset travels to each worker once. Each cell uses
 :data:`CELL_THREADS` torch thread (in this process too, restored afterwards). Seeds are
 ``cfg.seed, cfg.seed + 1, ...``; every random choice inside a cell derives from
 its seed, so the results do not depend on the number of workers.
+
+Computing and writing are apart: this module computes every file's contents in memory
+(:func:`run_contents`) and hands them to :func:`selfdistill.rundir.write.write_run`, the
+run directory's one writer. The import points one way, from evaluation to rundir;
+rundir takes plain records and frames and never imports evaluation, so there is no
+cycle. :func:`run_experiment` creates the (empty) directory before the first cell runs,
+so a wrong ``--out`` fails at once, and returns the metrics as written.
 """
 
 from __future__ import annotations
@@ -39,54 +47,27 @@ from selfdistill.evaluation.aggregate import (
     compare_records,
 )
 from selfdistill.evaluation.backtest import annualisation
-from selfdistill.evaluation.cell import BacktestSettings, score_cell
-from selfdistill.evaluation.fold import (
-    Dataset,
-    build_dataset,
-    holdout_split,
-    load_candles,
-    run_fold,
-)
+from selfdistill.evaluation.cell import BacktestSettings, Cell, CellResult, run_cell
+from selfdistill.evaluation.fold import Dataset, build_dataset, holdout_split, load_candles
+from selfdistill.rundir.layout import create_run_dir
+from selfdistill.rundir.read import read_metrics
+from selfdistill.rundir.write import RunContents, write_run
 from selfdistill.splits import Split, check_no_leak, purged_kfold, walk_forward
 from selfdistill.training.callbacks import Callback, ExperimentCallback
 
 __all__ = [
-    "Cell",
-    "CellResult",
     "ExperimentCallback",
     "ExperimentResult",
     "backtest_settings",
     "experiment_seeds",
     "plan_cells",
     "plan_splits",
-    "run_cell",
+    "run_contents",
     "run_experiment",
     "summarise",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work: every method on one split with one seed."""
-
-    fold: int
-    seed: int
-    split: Split
-    save_models: bool = False
-
-
-@dataclass
-class CellResult:
-    fold: int
-    seed: int
-    records: list[dict[str, Any]]
-    predictions: pd.DataFrame
-    uncertainty: list[dict[str, Any]]
-    curves: pd.DataFrame
-    timings: dict[str, Any]
-    seconds: float
 
 
 @dataclass
@@ -151,47 +132,6 @@ def backtest_settings(cfg: RunConfig, interval: str | None) -> BacktestSettings:
                             slippage_bps=bt.slippage_bps, allow_short=bt.allow_short,
                             sizing=bt.sizing, uncertainty_gate=bt.uncertainty_gate,
                             periods_per_year=ppy, calibrate=cfg.evaluation.calibrate)
-
-
-# ------------------------------------------------------------------ one cell
-
-
-def run_cell(ds: Dataset, cell: Cell, cfg: RunConfig, *, settings: BacktestSettings,
-             run_dir: Path | None = None, callbacks: Sequence[Callback] = ()) -> CellResult:
-    """Fit, evaluate, calibrate and backtest every method on one cell."""
-    t0 = time.perf_counter()
-    result = run_fold(ds, cell.split, cfg, seed=cell.seed, fold=cell.fold, callbacks=callbacks)
-    scores = score_cell(result.records, result.predictions, opens=ds.candles["open"],
-                        settings=settings, class_names=tuple(ds.labels.class_names),
-                        seed=cell.seed, fold=cell.fold)
-    if cell.save_models and run_dir is not None:
-        _save_models(run_dir, ds, cfg, result, _temperatures(scores.predictions))
-    return CellResult(cell.fold, cell.seed, scores.records, scores.predictions,
-                      result.uncertainty, scores.curves, result.timings,
-                      time.perf_counter() - t0)
-
-
-def _temperatures(predictions: Any) -> dict[tuple[str, str], float]:
-    """(method, member) -> the temperature fitted on its validation rows (if any)."""
-    if "temperature" not in predictions.columns:
-        return {}
-    firsts = predictions.groupby(["method", "member"], sort=False)["temperature"].first()
-    return {key: float(t) for key, t in firsts.items() if t == t}  # t == t drops NaN
-
-
-def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: Any,
-                 temperatures: dict[tuple[str, str], float]) -> None:
-    """Every lineage as a model directory; its selected member's calibration goes along."""
-    from selfdistill.evaluation.fold import member_name
-    from selfdistill.rundir.write import model_metadata, save_lineage_models
-
-    common = model_metadata(cfg, scaler=result.scaler.to_dict(),
-                            feature_names=list(ds.features.columns),
-                            class_names=list(ds.labels.class_names), interval=ds.interval)
-    for lineage in result.lineages:
-        chosen = member_name(lineage.members[lineage.selected].keys)
-        save_lineage_models(run_dir, lineage, common,
-                            temperature=temperatures.get((lineage.method, chosen), 1.0))
 
 
 # ------------------------------------------------------------------ the pool
@@ -282,8 +222,6 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
     Returns:
         The run directory and the metrics.json payload.
     """
-    from selfdistill.rundir.write import create_run_dir
-
     t0 = time.perf_counter()
     workers = workers if workers is not None else cfg.evaluation.workers
     if workers < 1:
@@ -304,12 +242,14 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
         results.append(res)
         for cb in progress:
             cb.on_cell_end(len(results), len(cells), _cell_info(res))
-    from selfdistill.rundir.read import write_experiment
+    contents = run_contents(cfg, ds, splits, results, workers=workers,
+                            seconds=time.perf_counter() - t0)
+    write_run(run_dir, cfg, contents)
+    return ExperimentResult(run_dir, read_metrics(run_dir), len(cells), workers,
+                            time.perf_counter() - t0, contents.timings)
 
-    metrics, timings = write_experiment(run_dir, cfg, ds, splits, results,
-                                        workers=workers, seconds=time.perf_counter() - t0)
-    return ExperimentResult(run_dir, metrics, len(cells), workers,
-                            time.perf_counter() - t0, timings)
+
+# ------------------------------------------------------------------ the results
 
 
 def summarise(results: Sequence[CellResult], cfg: RunConfig
@@ -321,3 +261,70 @@ def summarise(results: Sequence[CellResult], cfg: RunConfig
     aggregates = aggregate_records(records, n_boot=n_boot, seed=cfg.seed)
     comparisons = compare_records(records, n_boot=n_boot, seed=cfg.seed)
     return records + aggregates, comparisons
+
+
+def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
+                 results: Sequence[CellResult], *, workers: int,
+                 seconds: float) -> RunContents:
+    """Everything the run directory holds besides the models, computed in memory."""
+    ordered = sorted(results, key=lambda r: (r.fold, r.seed))
+    records, comparisons = summarise(ordered, cfg)
+    ev, bt = cfg.evaluation, cfg.backtest
+    extra = {
+        "comparisons": comparisons,
+        "class_names": list(ds.labels.class_names),
+        "interval": ds.interval,
+        "rows": {"labelled": ds.n_rows, "bars": len(ds.candles)},
+        "experiment": {"scheme": ev.scheme, "folds": len(splits), "window": ev.window,
+                       "seeds": [int(s) for s in sorted({r.seed for r in ordered})],
+                       "workers": workers, "bootstrap": ev.bootstrap,
+                       "calibrate": ev.calibrate, "fold_bounds": _fold_bounds(ds, splits)},
+        "backtest": {**bt.model_dump(mode="json"),
+                     "periods_per_year_used": _periods(cfg, ds)},
+    }
+    curves = [r.curves for r in ordered if len(r.curves)]
+    return RunContents(
+        records=records,
+        predictions=pd.concat([r.predictions for r in ordered], ignore_index=True),
+        uncertainty=[u for r in ordered for u in r.uncertainty],
+        timings=_timings(ordered, workers, seconds), extra=extra,
+        curves=pd.concat(curves, ignore_index=True) if curves else None,
+        prices=_prices(ds))
+
+
+def _fold_bounds(ds: Dataset, splits: Sequence[Split]) -> list[dict[str, Any]]:
+    times = ds.features.index
+    out = []
+    for k, split in enumerate(splits):
+        row: dict[str, Any] = {"fold": k}
+        for name in ("train", "val", "test"):
+            rows = getattr(split, name)
+            row[name] = {"rows": len(rows), "first": str(times[rows[0]]),
+                         "last": str(times[rows[-1]])}
+        out.append(row)
+    return out
+
+
+def _prices(ds: Dataset) -> pd.DataFrame:
+    """Bar prices, and the true regime of each labelled bar on synthetic data."""
+    frame = pd.DataFrame({"open_time": ds.candles.index,
+                          "open": ds.candles["open"].to_numpy(),
+                          "close": ds.candles["close"].to_numpy()})
+    if ds.truth is not None:
+        regime = pd.Series(pd.NA, index=range(len(frame)), dtype="Int64")
+        regime.iloc[ds.labels.start] = ds.truth
+        frame["true_regime"] = regime.array
+    return frame
+
+
+def _timings(results: Sequence[CellResult], workers: int, seconds: float) -> dict[str, Any]:
+    return {"seconds": seconds, "workers": workers,
+            "cell_seconds": sum(r.seconds for r in results),
+            "cells": [{"fold": r.fold, "seed": r.seed, "seconds": r.seconds,
+                       "methods": r.timings} for r in results]}
+
+
+def _periods(cfg: RunConfig, ds: Dataset) -> float | None:
+    if not cfg.backtest.enabled:
+        return None
+    return annualisation(ds.interval, cfg.backtest.periods_per_year)

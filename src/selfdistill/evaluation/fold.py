@@ -99,7 +99,8 @@ def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | 
     gaps: Literal["error", "mark"] = "error" if data.gaps == "error" else "mark"
     # (sessions are decided after loading, from how often gaps occur)
     if data.source in ("csv", "parquet"):
-        from selfdistill.data.candles import infer_interval, load_candles_file
+        from selfdistill.data.files import load_candles_file
+        from selfdistill.data.intervals import infer_interval
 
         assert data.path is not None  # checked by the config schema
         source = str(data.path)

@@ -29,19 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from selfdistill import __version__
+from selfdistill._version import __version__
 from selfdistill.errors import ModelFileError
-from selfdistill.modelio.weights import (
+from selfdistill.modelio.jsonio import (
     FORMAT_VERSION,
     check_format_version,
-    load_arrays,
-    load_model,
     plain_sibling,
     read_json_object,
     refuse_pickle,
-    save_model,
     write_json_atomic,
 )
+from selfdistill.modelio.weights import load_arrays, load_model, save_model
 
 if TYPE_CHECKING:
     from torch import nn

@@ -7,17 +7,17 @@ without executing anything but these builders.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from selfdistill.nn.booster import BoosterClassifier
 from selfdistill.nn.encoders import window_classifier_from_spec
 from selfdistill.nn.mlp import MLP, ConstantClassifier
 from selfdistill.nn.multi_exit import MultiExitMLP
 
-__all__ = ["BUILDERS", "LAZY_BUILDERS", "build_model", "model_from_spec", "register_builder"]
+__all__ = ["BUILDERS", "build_model", "model_from_spec", "register_builder"]
 
 #: kind -> builder(spec_dict) -> module. ``spec`` holds n_features, n_classes and sizes.
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
@@ -53,18 +53,13 @@ def _multi_exit(spec: dict[str, Any]) -> nn.Module:
 
 
 register_builder("multi_exit", _multi_exit)
-
-
-#: kinds registered by modules this one does not import (they pull in heavy packages):
-#: imported on first use, so ``load_model`` works without importing them first.
-LAZY_BUILDERS: dict[str, str] = {"lightgbm": "selfdistill.methods.lightgbm"}
+# the booster module imports lightgbm only when a booster is built, so registering it costs nothing
+register_builder("lightgbm", lambda spec: BoosterClassifier("", spec["n_classes"]))
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild an (untrained) model from its spec dict."""
     kind = spec.get("kind")
-    if kind not in BUILDERS and isinstance(kind, str) and kind in LAZY_BUILDERS:
-        importlib.import_module(LAZY_BUILDERS[kind])  # registers itself
     if kind not in BUILDERS:
         raise ValueError(f"model kind '{kind}' is not one of: {', '.join(sorted(BUILDERS))}")
     return BUILDERS[kind](spec)

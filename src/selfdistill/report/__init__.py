@@ -15,10 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from selfdistill import __version__
+from selfdistill._version import __version__
 from selfdistill.errors import DataError
 from selfdistill.report.sections import RunData, build_sections
 from selfdistill.report.tables import findings, headline_rows, markdown_table
+from selfdistill.rundir.layout import CONFIG_FILE, PRICES_FILE, damaged
+from selfdistill.rundir.read import read_curves, read_metrics, read_predictions, read_prices
 
 __all__ = ["load_run", "render_html", "render_markdown", "write_report"]
 
@@ -41,13 +43,10 @@ pre { background: #f6f6f6; padding: .8em; font-size: .8em; overflow-x: auto; }
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read what the report needs from a run directory (nothing else)."""
-    from selfdistill.rundir.read import PRICES_FILE, damaged, read_curves, read_prices
-    from selfdistill.rundir.write import read_metrics, read_predictions
-
     path = Path(run_dir)
     if not path.is_dir():
         raise DataError(f"run directory '{path}' does not exist")
-    config_path = path / "config.yaml"
+    config_path = path / CONFIG_FILE
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
     # runs from before prices.parquet existed still report (without the price sections)
     prices = read_prices(path) if (path / PRICES_FILE).is_file() else None

@@ -1,15 +1,11 @@
-"""The run directory: everything a run makes, written atomically, read back by path.
+"""Writing the run directory: the one writer of what an experiment computed.
 
-::
-
-    RUN_DIR/
-      config.yaml          the resolved config (every default written out)
-      metrics.json         machine-readable results (schema in README.md); deterministic
-      timings.json         wall times and epochs (not deterministic, so kept apart)
-      predictions.parquet  per-row probabilities for val / test, every method and member
-      models/<method>/     model.json + member_<i>.safetensors / .json (never pickle)
-      backtest.parquet, prices.parquet   written by the experiment (see evaluation)
-      report.html, summary.md            written by ``selfdistill report`` (and every run)
+:func:`write_run` writes config.yaml, metrics.json, timings.json, predictions.parquet,
+backtest.parquet and prices.parquet from a :class:`RunContents` built in memory by
+:mod:`selfdistill.evaluation.experiment`; :func:`save_lineage_models` writes
+``models/<method>/`` (see :mod:`selfdistill.modelio.bundle`) from the cell that keeps
+its models. Every file is written to a temporary name and renamed, so a reader never
+sees half a file. The layout is described in :mod:`selfdistill.rundir.layout`.
 """
 
 from __future__ import annotations
@@ -17,46 +13,60 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from selfdistill import __version__
+from selfdistill._version import __version__
 from selfdistill.config import RunConfig, dump_config
-from selfdistill.errors import ConfigError, DataError
-from selfdistill.methods.base import Lineage
 from selfdistill.modelio.bundle import save_bundle
-from selfdistill.rundir.read import damaged, read_run_parquet
+from selfdistill.rundir.layout import (
+    BACKTEST_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    METRICS_SCHEMA_VERSION,
+    MODELS_DIR,
+    PREDICTIONS_FILE,
+    PRICES_FILE,
+    TIMINGS_FILE,
+)
+
+if TYPE_CHECKING:
+    from selfdistill.methods.base import Lineage
 
 __all__ = [
-    "METRICS_SCHEMA_VERSION",
-    "create_run_dir",
-    "read_metrics",
-    "read_predictions",
+    "RunContents",
+    "model_metadata",
     "save_lineage_models",
     "write_json",
     "write_run",
 ]
 
-METRICS_SCHEMA_VERSION = 1
 
+@dataclass
+class RunContents:
+    """What an experiment leaves in its run directory, besides the models.
 
-def create_run_dir(out: str | Path | None, cfg: RunConfig, *, overwrite: bool = False) -> Path:
-    """``out`` or ``runs/<name>-<UTC timestamp>``; refuses a non-empty directory."""
-    if out is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{cfg.name}-{stamp}"
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out '{path}' exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ConfigError(f"run directory '{path}' is not empty; choose another --out "
-                          "or pass --overwrite")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    Attributes:
+        records: metrics records (per cell, ``<method>_selected``, aggregates).
+        predictions: per-row probabilities of the val / test rows.
+        uncertainty: disagreement summaries (error rate per quantile).
+        timings: wall times (timings.json; not deterministic).
+        extra: further metrics.json fields (comparisons, experiment, backtest, ...).
+        curves: the backtest's per-decision series (None: no backtest).
+        prices: bar prices, and true regimes on synthetic data.
+    """
+
+    records: list[dict[str, Any]]
+    predictions: pd.DataFrame
+    uncertainty: list[dict[str, Any]]
+    timings: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    curves: pd.DataFrame | None = None
+    prices: pd.DataFrame | None = None
 
 
 def _clean(value: Any) -> Any:
@@ -83,6 +93,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     """Deterministic JSON (sorted keys, NaN as null), written atomically."""
     text = json.dumps(_clean(payload), indent=1, sort_keys=True, allow_nan=False)
@@ -99,7 +115,7 @@ def model_metadata(cfg: RunConfig, *, scaler: dict[str, Any], feature_names: lis
 
 def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
                         *, prefix: str = "", temperature: float = 1.0) -> list[Path]:
-    """A lineage as the model directory ``models/<prefix><method>/`` (see modeldir).
+    """A lineage as the model directory ``models/<prefix><method>/`` (see modelio.bundle).
 
     ``temperature`` is the calibration fitted on validation rows for the selected
     member; ``predict`` divides logits by it.
@@ -109,7 +125,7 @@ def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
               "selected": i == lineage.selected, "n_members": len(members),
               "history": m.history} for i, m in enumerate(members)]
     directory = save_bundle(
-        run_dir / "models" / f"{prefix}{lineage.method}", [m.model for m in members],
+        run_dir / MODELS_DIR / f"{prefix}{lineage.method}", [m.model for m in members],
         member_keys=[m.keys for m in members], member_meta=metas,
         classes=list(common["class_names"]), feature_names=common["feature_names"],
         selected=lineage.selected, method=lineage.method, scaler=common["scaler"],
@@ -119,39 +135,16 @@ def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
     return [directory / f"member_{i}.json" for i in range(len(members))]
 
 
-def write_run(run_dir: Path, cfg: RunConfig, *, records: list[dict[str, Any]],
-              predictions: pd.DataFrame, uncertainty: list[dict[str, Any]],
-              timings: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    """config.yaml, metrics.json, timings.json and predictions.parquet."""
-    _atomic_write(run_dir / "config.yaml", dump_config(cfg).encode())
+def write_run(run_dir: Path, cfg: RunConfig, contents: RunContents) -> None:
+    """Every file of the run directory except the models and the report."""
+    _atomic_write(run_dir / CONFIG_FILE, dump_config(cfg).encode())
     payload = {"schema_version": METRICS_SCHEMA_VERSION, "selfdistill_version": __version__,
-               "name": cfg.name, "records": records, "uncertainty": uncertainty,
-               **(extra or {})}
-    write_json(run_dir / "metrics.json", payload)
-    write_json(run_dir / "timings.json", timings)
-    tmp = run_dir / "predictions.parquet.tmp"
-    predictions.to_parquet(tmp, index=False)
-    os.replace(tmp, run_dir / "predictions.parquet")
-
-
-def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """The parsed metrics.json of a run directory."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise DataError(f"'{run_dir}' is not a run directory (no metrics.json)")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise damaged(path, exc) from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
-        raise damaged(path, ValueError("no list of 'records'"))
-    return payload
-
-
-def read_predictions(run_dir: str | Path) -> pd.DataFrame:
-    """The predictions.parquet of a run directory."""
-    path = Path(run_dir) / "predictions.parquet"
-    if not path.is_file():
-        raise DataError(f"'{run_dir}' is not a run directory (no predictions.parquet)")
-    return read_run_parquet(path)
-
+               "name": cfg.name, "records": contents.records,
+               "uncertainty": contents.uncertainty, **contents.extra}
+    write_json(run_dir / METRICS_FILE, payload)
+    write_json(run_dir / TIMINGS_FILE, contents.timings)
+    _write_parquet(contents.predictions, run_dir / PREDICTIONS_FILE)
+    if contents.curves is not None:
+        _write_parquet(contents.curves, run_dir / BACKTEST_FILE)
+    if contents.prices is not None:
+        _write_parquet(contents.prices, run_dir / PRICES_FILE)

@@ -2,7 +2,7 @@
 
 For a trading process that must answer within microseconds and should not
 import torch: :meth:`NumpyModel.from_dir` reads a model directory through
-:mod:`selfdistill.modelio.weights` (safetensors + JSON, never pickle) and
+:mod:`selfdistill.modelio` (safetensors + JSON, never pickle) and
 :meth:`NumpyModel.predict_proba` maps raw (unscaled) features to class
 probabilities. The train-fitted scaler and the calibration temperature are
 applied exactly as in training: ``z = clip((x - center) / scale)``, logits / T.

@@ -89,7 +89,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, member: int | None = 
     """Export one member of a model directory to ONNX and check it against torch.
 
     Args:
-        model_dir: a model directory (see :mod:`selfdistill.modelio.weights`).
+        model_dir: a model directory (see :mod:`selfdistill.modelio.bundle`).
         out: the ``.onnx`` file to write.
         member: member index; None exports the selected member.
         opset: ONNX opset version.

@@ -17,8 +17,10 @@ import torch
 
 from selfdistill.errors import ConfigError, DataError, ModelFileError
 from selfdistill.evaluation.uncertainty import disagreement, entropy
+from selfdistill.features import Scaler
+from selfdistill.methods.base import Member
 from selfdistill.modelio.bundle import MANIFEST, ModelBundle, load_bundle_models
-from selfdistill.modelio.weights import refuse_pickle
+from selfdistill.modelio.jsonio import refuse_pickle
 
 __all__ = ["predict_candles", "resolve_model_dir"]
 
@@ -75,9 +77,6 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     Rows whose features are incomplete (warm-up bars, windows across a gap) get
     NaN probabilities and no regime.
     """
-    from selfdistill.features import Scaler
-    from selfdistill.methods import Member  # also registers every method's model builder
-
     models, bundle = load_bundle_models(model_dir)
     if bundle.scaler is None:
         raise ModelFileError(f"'{bundle.path}' stores no scaler statistics")

@@ -2,6 +2,7 @@
 
 - :mod:`~selfdistill.methods.ema_teacher.pretraining`: the BYOL / DINO pretraining loop
   and :func:`fit_ema_teacher`, the method a run calls;
+- :mod:`~selfdistill.methods.ema_teacher.state`: :class:`PretrainState`, what a resume needs;
 - :mod:`~selfdistill.methods.ema_teacher.checkpoint`: resumable checkpoints (safetensors +
   JSON) and loading a pretrained encoder;
 - :mod:`~selfdistill.methods.ema_teacher.collapse`: representation-collapse metrics.
@@ -18,13 +19,13 @@ from selfdistill.methods.ema_teacher.checkpoint import (
 )
 from selfdistill.methods.ema_teacher.pretraining import (
     PretrainResult,
-    PretrainState,
     build_state,
     fit_ema_teacher,
     pretrain,
     pretrain_rows,
     windowed,
 )
+from selfdistill.methods.ema_teacher.state import PretrainState
 
 __all__ = [
     "PretrainResult",

@@ -24,18 +24,16 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from selfdistill import __version__
+from selfdistill._version import __version__
 from selfdistill.errors import ConfigError, ModelFileError
+from selfdistill.methods.ema_teacher.state import PretrainState
 from selfdistill.nn.encoders import WindowClassifier, build_encoder
-
-if TYPE_CHECKING:
-    from selfdistill.methods.ema_teacher.pretraining import PretrainState
 
 __all__ = [
     "FORMAT",

@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from selfdistill.methods.ema_teacher.collapse import (
     marginal_entropy,
     teacher_entropy,
 )
+from selfdistill.methods.ema_teacher.state import PretrainState
 from selfdistill.nn.encoders import ENCODER_KINDS, WindowClassifier, build_encoder
 from selfdistill.nn.heads import DINOHead, EncoderWithHeads, MLPHead, MultiHead
 from selfdistill.nn.windows import make_windows, window_rows_within
@@ -63,34 +64,13 @@ from selfdistill.training.ema import linear_warmup, make_teacher, update_ema
 from selfdistill.training.loop import Callback, make_optimizer
 from selfdistill.training.schedules import cosine_tau
 
-__all__ = ["PretrainResult", "PretrainState", "build_state", "fit_ema_teacher", "pretrain",
+__all__ = ["PretrainResult", "build_state", "fit_ema_teacher", "pretrain",
            "pretrain_rows", "windowed"]
 
 log = logging.getLogger(__name__)
 
 #: ema_teacher keys that only matter after pretraining (a resume may change them)
 _DOWNSTREAM_KEYS = {"checkpoint", "encoder", "label_fractions"}
-
-
-@dataclass
-class PretrainState:
-    """Everything a pretraining run changes; all of it goes into the checkpoint."""
-
-    student: EncoderWithHeads
-    teacher: EncoderWithHeads
-    predictors: MultiHead | None
-    dino: nn.ModuleList | None  # one DINOLoss (with its center) per head
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator  # batches and augmentations
-    steps_per_epoch: int
-    total_steps: int
-    step: int = 0
-    epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def online(self) -> nn.ModuleList:
-        """The trained modules: student and predictors (never the teacher)."""
-        return nn.ModuleList([self.student, *([self.predictors] if self.predictors else [])])
 
 
 @dataclass
