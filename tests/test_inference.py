@@ -179,3 +179,12 @@ def test_latest_features_equal_the_full_history_row(candles: pd.DataFrame) -> No
     np.testing.assert_allclose(got, full, rtol=1e-9, atol=1e-12)
     with pytest.raises(DataError, match="incomplete"):
         latest_features(candles.iloc[:10], cfg.model_dump(mode="json"), names)
+
+
+def test_the_old_import_path_is_an_alias_of_the_runtime() -> None:
+    from selfdistill import inference
+    from selfdistill.serving import numpy_runtime
+
+    assert inference.__all__ == numpy_runtime.__all__
+    for name in numpy_runtime.__all__:
+        assert getattr(inference, name) is getattr(numpy_runtime, name)

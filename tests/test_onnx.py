@@ -120,3 +120,11 @@ def test_onnxruntime_runs_without_torch_and_writes_no_telemetry(model_dir: Path,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert not (home / ".cache" / "Microsoft").exists()
+
+
+def test_the_old_import_path_is_an_alias_of_the_exporter() -> None:
+    from selfdistill import onnx_export
+
+    assert onnx_export.__all__ == onnx_module.__all__
+    for name in onnx_module.__all__:
+        assert getattr(onnx_export, name) is getattr(onnx_module, name)

@@ -7,4 +7,5 @@
 - :mod:`~selfdistill.serving.onnx`: export to ONNX, checked against torch.
 
 Nothing is imported here, so ``selfdistill.serving.numpy_runtime`` stays torch-free.
+``selfdistill.inference`` and ``selfdistill.onnx_export`` remain as compatibility aliases.
 """
