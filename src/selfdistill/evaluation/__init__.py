@@ -11,9 +11,9 @@
     metrics.py  calibration.py  uncertainty.py  backtest.py   (NumPy; no torch)
     pretrain_compare.py   does EMA-teacher pretraining help (probes, few labels)
 
-``from selfdistill.evaluation import run_experiment`` is the entry point. The names
-below are imported on first use, so ``import selfdistill.evaluation.metrics`` stays
-light (no torch, no methods).
+``from selfdistill.evaluation import run_experiment`` is the entry point. The names in
+``__all__`` are imported on first use (PEP 562), so ``import selfdistill.evaluation.metrics``
+stays light (no torch, no methods).
 """
 
 from __future__ import annotations
