@@ -1,7 +1,8 @@
 """The sections of the run config (``data``, ``features``, ``born_again``, ...).
 
-Each section is a pydantic model that rejects unknown keys; :mod:`selfdistill.config`
-assembles them into :class:`~selfdistill.config.RunConfig` and re-exports them.
+Each section is a pydantic model that rejects unknown keys; :mod:`selfdistill.config.schema`
+assembles them into :class:`~selfdistill.config.RunConfig`, and :mod:`selfdistill.config`
+re-exports them.
 """
 
 from __future__ import annotations

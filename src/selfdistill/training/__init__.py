@@ -1,1 +1,2 @@
-"""Training: the one minibatch loop, schedules (pure functions of step), EMA updates."""
+"""Training: the one minibatch loop, callbacks, schedules (pure functions of step), EMA
+updates, the device, and the augmentations of window views."""
