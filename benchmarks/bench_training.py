@@ -33,7 +33,7 @@ from selfdistill.losses import soft_targets
 from selfdistill.methods.born_again import distill_loss, teacher_targets
 from selfdistill.methods.common import freeze, fresh_model, hard_ce_loss
 from selfdistill.nn import MLP
-from selfdistill.training.loop import fit, make_optimizer
+from selfdistill.training.loop import FitSettings, fit, make_optimizer
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -77,8 +77,9 @@ def our_epoch(x: torch.Tensor, y: torch.Tensor, batch: int,
     rows = torch.arange(len(x))
     loss_fn = loss_fn or hard_ce_loss(y)  # the pipeline's plain loss
     t0 = CLOCK()
-    fit(model, x=x, y=y, train_rows=rows, val_rows=rows[:0], loss_fn=loss_fn, epochs=1,
-        batch_size=batch, optimizer=opt, generator=torch.Generator().manual_seed(0))
+    fit(model, x=x, y=y, train_rows=rows, val_rows=rows[:0], loss_fn=loss_fn, optimizer=opt,
+        generator=torch.Generator().manual_seed(0),
+        settings=FitSettings(epochs=1, batch_size=batch))
     return CLOCK() - t0
 
 
@@ -115,8 +116,9 @@ def generation_ratios(repeats: int, epochs: int) -> list[float]:
         opt = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
         return lambda: fit(model, x=data.x, y=data.y, train_rows=data.train_rows,
-                           val_rows=data.val_rows, loss_fn=loss_fn, epochs=1,
-                           batch_size=tr.batch_size, optimizer=opt, generator=gen)
+                           val_rows=data.val_rows, loss_fn=loss_fn, optimizer=opt,
+                           generator=gen,
+                           settings=FitSettings(epochs=1, batch_size=tr.batch_size))
 
     ratios = []
     for i in range(repeats + 1):  # the first pair warms up

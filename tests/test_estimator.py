@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import selfdistill
 from selfdistill import estimator as estimator_module
+from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
 from selfdistill.estimator import SelfDistillClassifier
 from selfdistill.methods import Lineage, TrainData
@@ -163,7 +164,7 @@ def test_validation_is_the_last_rows_and_the_scaler_sees_train_rows_only(
     real = estimator_module.get_method
 
     def spy(name: str) -> Any:
-        def fit(data: TrainData, cfg: Any, **kw: Any) -> Lineage:
+        def fit(data: TrainData, cfg: RunConfig, **kw: Any) -> Lineage:
             seen["data"] = data
             return real(name)(data, cfg, **kw)
         return fit

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfdistill.config import TrainingConfig
 from selfdistill.errors import TrainingError
 from selfdistill.nn import MLP
-from selfdistill.training.loop import Callback, fit, make_optimizer, predict_logits
+from selfdistill.training.loop import (
+    Callback,
+    FitResult,
+    FitSettings,
+    LossFn,
+    fit,
+    make_optimizer,
+    predict_logits,
+)
 
 
 def _task(n: int = 1200, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -23,13 +36,31 @@ def _ce(y: Tensor):
     return lambda m, xb, rows: F.cross_entropy(m(xb), y[rows])
 
 
-def _fit(model: nn.Module, x: Tensor, y: Tensor, **kw: object):
+def _fit(model: nn.Module, x: Tensor, y: Tensor, *, loss_fn: LossFn | None = None,
+         callbacks: Sequence[Callback] = (), val_rows: Tensor | None = None,
+         **settings: Any) -> FitResult:
     opt = make_optimizer(model, kind="adam", lr=1e-2, weight_decay=0.0)
-    args = dict(x=x, y=y, train_rows=torch.arange(0, 800), val_rows=torch.arange(800, 1000),
-                loss_fn=_ce(y), epochs=10, batch_size=64, optimizer=opt,
-                generator=torch.Generator().manual_seed(0))
-    args.update(kw)
-    return fit(model, **args)  # type: ignore[arg-type]
+    return fit(model, x=x, y=y, train_rows=torch.arange(0, 800),
+               val_rows=torch.arange(800, 1000) if val_rows is None else val_rows,
+               loss_fn=loss_fn or _ce(y), optimizer=opt,
+               generator=torch.Generator().manual_seed(0),
+               settings=FitSettings(**{"epochs": 10, "batch_size": 64, **settings}),
+               callbacks=callbacks)
+
+
+def _overfitting(epochs: int = 40, **settings: Any) -> tuple[nn.Module, FitResult, float]:
+    """A big model on noisy training labels: its validation loss rises after a few epochs.
+
+    Returns the model, the fit result and the validation loss of the weights it holds.
+    """
+    x, y = _task()
+    y_noisy = y.clone()
+    y_noisy[:800] = torch.randint(0, 3, (800,), generator=torch.Generator().manual_seed(9))
+    torch.manual_seed(0)
+    model = MLP(6, 3, hidden=(128, 128))
+    result = _fit(model, x, y_noisy, loss_fn=_ce(y_noisy), epochs=epochs, **settings)
+    held = F.cross_entropy(predict_logits(model, x, torch.arange(800, 1000)), y_noisy[800:1000])
+    return model, result, float(held)
 
 
 def test_fit_learns_a_learnable_task() -> None:
@@ -54,16 +85,40 @@ def test_same_seed_same_weights() -> None:
 
 
 def test_early_stopping_restores_best_validation_weights() -> None:
-    x, y = _task()
-    y_noisy = y.clone()
-    y_noisy[:800] = torch.randint(0, 3, (800,), generator=torch.Generator().manual_seed(9))
-    torch.manual_seed(0)
-    model = MLP(6, 3, hidden=(128, 128))
-    result = _fit(model, x, y_noisy, loss_fn=_ce(y_noisy), epochs=40, patience=3)
+    _, result, held = _overfitting(patience=3)
     assert result.epochs_run < 40
-    best = min(r["val_loss"] for r in result.history)
-    final = F.cross_entropy(predict_logits(model, x, torch.arange(800, 1000)), y_noisy[800:1000])
-    assert float(final) == pytest.approx(best, rel=1e-5)
+    losses = [r["val_loss"] for r in result.history]
+    assert held == pytest.approx(min(losses), rel=1e-5)
+    assert result.best_epoch == losses.index(min(losses)) + 1 < result.epochs_run
+    assert result.best_val_loss == pytest.approx(held, rel=1e-5)
+
+
+@pytest.mark.parametrize("settings", [{"patience": 0}, {"patience": 3, "restore_best": False}],
+                         ids=["no-early-stopping", "no-restore"])
+def test_best_epoch_is_the_epoch_of_the_weights_returned(settings: dict[str, Any]) -> None:
+    # regression: without restoring, best_epoch / best_val_loss described the best validation
+    # epoch, whose weights the model no longer held
+    _, result, held = _overfitting(epochs=12, **settings)
+    losses = [r["val_loss"] for r in result.history]
+    assert min(losses) < losses[-1] - 1e-3  # the last epoch is not the best one
+    assert result.best_epoch == result.epochs_run
+    assert result.best_val_loss == pytest.approx(held, rel=1e-5)
+    assert result.best_val_loss == losses[-1]
+
+
+def test_without_validation_rows_the_last_epoch_is_returned() -> None:
+    x, y = _task()
+    result = _fit(MLP(6, 3, hidden=(8,)), x, y, epochs=3, patience=2,
+                  val_rows=torch.arange(0))
+    assert result.best_epoch == result.epochs_run >= 1
+    assert math.isnan(result.best_val_loss)
+
+
+def test_settings_from_the_training_section() -> None:
+    tr = TrainingConfig(epochs=7, batch_size=32, patience=2, grad_clip=1.5)
+    settings = FitSettings.from_config(tr, label="gen 1", patience=0)
+    assert settings == FitSettings(epochs=7, batch_size=32, patience=0, grad_clip=1.5,
+                                   label="gen 1")
 
 
 def test_callbacks_see_every_epoch() -> None:

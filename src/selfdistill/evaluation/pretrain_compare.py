@@ -30,11 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfdistill.config import RunConfig
 from selfdistill.evaluation.metrics import classification_metrics
 from selfdistill.evaluation.statistics import bootstrap_interval, paired_comparison
 from selfdistill.methods.common import derive_seed
 from selfdistill.nn.encoders import WindowClassifier
-from selfdistill.training.loop import Callback, fit, make_optimizer, predict_logits
+from selfdistill.training.loop import (
+    Callback,
+    FitSettings,
+    fit,
+    make_optimizer,
+    predict_logits,
+)
 
 __all__ = ["ARMS", "CompareData", "compare_arms", "label_subset", "summarise"]
 
@@ -88,14 +95,14 @@ def _ce(y: Tensor) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
     return loss_fn
 
 
-def _fit(model: nn.Module, x: Tensor, data: CompareData, rows: Tensor, cfg: Any, *, seed: int,
-         label: str, callbacks: Sequence[Callback]) -> int:
+def _fit(model: nn.Module, x: Tensor, data: CompareData, rows: Tensor, cfg: RunConfig, *,
+         seed: int, label: str, callbacks: Sequence[Callback]) -> int:
     tr = cfg.training
     opt = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
+    settings = FitSettings.from_config(tr, label=label, patience=max(tr.patience, 1))
     result = fit(model, x=x, y=data.y, train_rows=rows, val_rows=data.val_rows,
-                 loss_fn=_ce(data.y), epochs=tr.epochs, batch_size=tr.batch_size, optimizer=opt,
-                 generator=torch.Generator().manual_seed(seed), patience=max(tr.patience, 1),
-                 grad_clip=tr.grad_clip, callbacks=callbacks, label=label)
+                 loss_fn=_ce(data.y), optimizer=opt, generator=torch.Generator().manual_seed(seed),
+                 settings=settings, callbacks=callbacks)
     return result.epochs_run
 
 
@@ -110,7 +117,7 @@ def _softmax_fn(model: nn.Module, x: Tensor) -> ProbaFn:
     return lambda rows: torch.softmax(predict_logits(model, x, rows).double(), -1).cpu().numpy()
 
 
-def _probe(encoder: nn.Module, data: CompareData, rows: Tensor, cfg: Any, *, seed: int,
+def _probe(encoder: nn.Module, data: CompareData, rows: Tensor, cfg: RunConfig, *, seed: int,
            label: str, callbacks: Sequence[Callback]) -> tuple[ProbaFn, int]:
     emb = _embed(encoder, data.x)  # (N, D)
     torch.manual_seed(seed)
@@ -119,14 +126,14 @@ def _probe(encoder: nn.Module, data: CompareData, rows: Tensor, cfg: Any, *, see
     return _softmax_fn(head, emb), epochs
 
 
-def _classifier(cfg: Any, data: CompareData, seed: int) -> WindowClassifier:
+def _classifier(cfg: RunConfig, data: CompareData, seed: int) -> WindowClassifier:
     torch.manual_seed(seed)
     m = cfg.model
     return WindowClassifier(data.x.shape[1], data.n_classes, kind=m.kind, window=data.x.shape[2],
                             hidden=m.hidden, activation=m.activation, dropout=m.dropout)
 
 
-def _run_arm(arm: str, pretrained: nn.Module, data: CompareData, rows: Tensor, cfg: Any, *,
+def _run_arm(arm: str, pretrained: nn.Module, data: CompareData, rows: Tensor, cfg: RunConfig, *,
              seed: int, callbacks: Sequence[Callback]) -> tuple[ProbaFn, int]:
     label = f"ema_teacher compare {arm} ({len(rows)} labels)"
     model = _classifier(cfg, data, seed).to(data.x.device)  # same init for every arm
@@ -150,7 +157,7 @@ def _scores(proba_fn: ProbaFn, data: CompareData, split: str) -> dict[str, float
     return out
 
 
-def compare_arms(data: CompareData, pretrained: nn.Module, cfg: Any, *, seed: int,
+def compare_arms(data: CompareData, pretrained: nn.Module, cfg: RunConfig, *, seed: int,
                  fractions: Sequence[float], callbacks: Sequence[Callback] = ()
                  ) -> list[dict[str, Any]]:
     """Train and score every arm at every label fraction; one record per (fraction, arm).

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from selfdistill.config import RunConfig
 from selfdistill.nn.multi_exit import ExitSelect
 from selfdistill.training.loop import Callback, predict_logits
 
@@ -112,5 +113,5 @@ class Lineage:
 
 
 class Method(Protocol):
-    def __call__(self, data: TrainData, cfg: Any, *, seed: int,
+    def __call__(self, data: TrainData, cfg: RunConfig, *, seed: int,
                  callbacks: Sequence[Callback] = ()) -> Lineage: ...

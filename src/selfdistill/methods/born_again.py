@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from selfdistill.config import BornAgainConfig, RunConfig
 from selfdistill.losses import DistillationTargets, soft_targets
 from selfdistill.methods.base import Derived, Lineage, Member, TrainData
 from selfdistill.methods.common import (
@@ -131,7 +132,7 @@ def distill_loss(y: Tensor, q: Tensor, *, alpha: float, temperature: float) -> L
     return loss_fn
 
 
-def _train_generation(data: TrainData, cfg: Any, k: int, loss_fn: LossFn, *, seed: int,
+def _train_generation(data: TrainData, cfg: RunConfig, k: int, loss_fn: LossFn, *, seed: int,
                       callbacks: Sequence[Callback],
                       info: dict[str, Any]) -> tuple[Member, list[StateDict]]:
     """Train generation ``k`` from fresh weights; also return its checkpoint window.
@@ -161,9 +162,8 @@ def _teachers(members: Sequence[Member], window: Sequence[StateDict],
     return [members[-1].model]
 
 
-def _schedule(cfg: Any, k: int) -> tuple[float, float]:
+def _schedule(ba: BornAgainConfig, k: int) -> tuple[float, float]:
     """(temperature, alpha) of distilled generation ``k``."""
-    ba = cfg.born_again
     t_k = temperature_at(k, t0=ba.temperature, schedule=ba.temperature_schedule,
                          decay=ba.temperature_decay, t_min=ba.temperature_min,
                          step=ba.temperature_step, total=ba.generations)
@@ -172,10 +172,10 @@ def _schedule(cfg: Any, k: int) -> tuple[float, float]:
     return t_k, a_k
 
 
-def _distilled_generation(data: TrainData, cfg: Any, teachers: Sequence[nn.Module], k: int,
+def _distilled_generation(data: TrainData, cfg: RunConfig, teachers: Sequence[nn.Module], k: int,
                           *, seed: int, callbacks: Sequence[Callback]
                           ) -> tuple[Member, list[StateDict]]:
-    t_k, a_k = _schedule(cfg, k)
+    t_k, a_k = _schedule(cfg.born_again, k)
     noise_seed = derive_seed(seed, "generation", k) + 1
     t0 = time.perf_counter()
     q = teacher_targets(teachers, data.x, data.train_rows, temperature=t_k,
@@ -192,7 +192,7 @@ def _distilled_generation(data: TrainData, cfg: Any, teachers: Sequence[nn.Modul
     return member, window
 
 
-def fit_born_again(data: TrainData, cfg: Any, *, seed: int,
+def fit_born_again(data: TrainData, cfg: RunConfig, *, seed: int,
                    callbacks: Sequence[Callback] = ()) -> Lineage:
     """Generation 0 on hard labels, then ``born_again.generations`` distilled generations."""
     ba = cfg.born_again

@@ -29,20 +29,28 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfdistill.config import ByotConfig, RunConfig
 from selfdistill.errors import ConfigError
 from selfdistill.losses import byot_loss
 from selfdistill.methods.base import Derived, Lineage, Member, TrainData
 from selfdistill.methods.born_again import mean_probabilities
 from selfdistill.methods.common import derive_seed, freeze, val_nll
 from selfdistill.nn.multi_exit import MultiExitMLP
-from selfdistill.training.loop import Callback, FitResult, LossFn, fit, make_optimizer
+from selfdistill.training.loop import (
+    Callback,
+    FitResult,
+    FitSettings,
+    LossFn,
+    fit,
+    make_optimizer,
+)
 
 __all__ = [
     "build_multi_exit",
@@ -88,7 +96,7 @@ def exit_shares(probs: Sequence[np.ndarray], threshold: float) -> dict[str, floa
     return out
 
 
-def build_multi_exit(data: TrainData, cfg: Any, seed: int) -> MultiExitMLP:
+def build_multi_exit(data: TrainData, cfg: RunConfig, seed: int) -> MultiExitMLP:
     """A fresh multi-exit network with the backbone of ``cfg.model`` (weights from ``seed``)."""
     mc = cfg.model
     if mc.kind != "mlp":
@@ -104,8 +112,8 @@ def build_multi_exit(data: TrainData, cfg: Any, seed: int) -> MultiExitMLP:
     return model.to(data.device)
 
 
-def _loss(y: Tensor, cfg: Any) -> LossFn:
-    bc = cfg.byot
+def _loss(y: Tensor, bc: ByotConfig) -> LossFn:
+    """The BYOT loss of a batch, with hard labels looked up by row."""
 
     def loss_fn(model: nn.Module, xb: Tensor, rows: Tensor) -> Tensor:
         net = cast(MultiExitMLP, model)
@@ -123,15 +131,14 @@ def _mean_exit_ce(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
     return torch.stack([F.cross_entropy(z, yb, reduction="none") for z in logits]).mean(0)
 
 
-def _train(model: MultiExitMLP, data: TrainData, cfg: Any, *, seed: int,
+def _train(model: MultiExitMLP, data: TrainData, cfg: RunConfig, *, seed: int,
            callbacks: Sequence[Callback]) -> FitResult:
     tr = cfg.training
     optimizer = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
     return fit(model, x=data.x, y=data.y, train_rows=data.train_rows, val_rows=data.val_rows,
-               loss_fn=_loss(data.y, cfg), val_fn=_mean_exit_ce, epochs=tr.epochs,
-               batch_size=tr.batch_size, optimizer=optimizer,
-               generator=torch.Generator().manual_seed(seed), patience=tr.patience,
-               grad_clip=tr.grad_clip, callbacks=callbacks, label="byot")
+               loss_fn=_loss(data.y, cfg.byot), val_fn=_mean_exit_ce, optimizer=optimizer,
+               generator=torch.Generator().manual_seed(seed),
+               settings=FitSettings.from_config(tr, label="byot"), callbacks=callbacks)
 
 
 def _per_sample_us(fn: Callable[[Tensor], object], samples: Tensor) -> float:
@@ -177,7 +184,7 @@ def _derived_rows(thresholds: Sequence[float]) -> list[Derived]:
     return rows
 
 
-def fit_byot(data: TrainData, cfg: Any, *, seed: int,
+def fit_byot(data: TrainData, cfg: RunConfig, *, seed: int,
              callbacks: Sequence[Callback] = ()) -> Lineage:
     """Train one multi-exit network with BYOT; one member per exit plus derived rows."""
     t0 = time.perf_counter()

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfdistill.config import RunConfig
 from selfdistill.methods.base import TrainData
 from selfdistill.nn.registry import build_model
-from selfdistill.training.loop import Callback, FitResult, LossFn, fit, make_optimizer
+from selfdistill.training.loop import (
+    Callback,
+    FitResult,
+    FitSettings,
+    LossFn,
+    fit,
+    make_optimizer,
+)
 
 __all__ = ["derive_seed", "freeze", "fresh_model", "hard_ce_loss", "train_model", "val_nll"]
 
@@ -24,7 +31,7 @@ def derive_seed(seed: int, *parts: object) -> int:
     return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
-def fresh_model(data: TrainData, cfg: Any, seed: int) -> nn.Module:
+def fresh_model(data: TrainData, cfg: RunConfig, seed: int) -> nn.Module:
     """A newly initialised model from ``cfg.model`` (weights drawn from ``seed``).
 
     A window classifier starts from the pretrained encoder of
@@ -32,7 +39,7 @@ def fresh_model(data: TrainData, cfg: Any, seed: int) -> nn.Module:
     """
     torch.manual_seed(seed)
     model = build_model(cfg.model, data.n_features, data.n_classes)
-    checkpoint = getattr(getattr(cfg, "ema_teacher", None), "checkpoint", None)
+    checkpoint = cfg.ema_teacher.checkpoint
     if checkpoint:
         from selfdistill.methods.ema_teacher.checkpoint import init_from_pretrained
         from selfdistill.nn.encoders import WindowClassifier
@@ -59,16 +66,15 @@ def hard_ce_loss(y: Tensor, *, label_smoothing: float = 0.0) -> LossFn:
     return loss_fn
 
 
-def train_model(model: nn.Module, data: TrainData, cfg: Any, loss_fn: LossFn, *, seed: int,
-                label: str, callbacks: Sequence[Callback] = ()) -> FitResult:
+def train_model(model: nn.Module, data: TrainData, cfg: RunConfig, loss_fn: LossFn, *,
+                seed: int, label: str, callbacks: Sequence[Callback] = ()) -> FitResult:
     """Train with the ``training`` section's optimizer, epochs, batch size and patience."""
     tr = cfg.training
     optimizer = make_optimizer(model, kind=tr.optimizer, lr=tr.lr, weight_decay=tr.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
     return fit(model, x=data.x, y=data.y, train_rows=data.train_rows, val_rows=data.val_rows,
-               loss_fn=loss_fn, epochs=tr.epochs, batch_size=tr.batch_size, optimizer=optimizer,
-               generator=generator, patience=tr.patience, grad_clip=tr.grad_clip,
-               callbacks=callbacks, label=label)
+               loss_fn=loss_fn, optimizer=optimizer,
+               generator=torch.Generator().manual_seed(seed),
+               settings=FitSettings.from_config(tr, label=label), callbacks=callbacks)
 
 
 def val_nll(probs: np.ndarray, y: np.ndarray) -> float:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from selfdistill.config import LightGBMConfig, RunConfig
 from selfdistill.methods.base import Lineage, Member, TrainData
 from selfdistill.methods.common import derive_seed
 from selfdistill.nn.booster import BoosterClassifier, flat_features
@@ -27,9 +28,8 @@ __all__ = ["fit_lightgbm", "lightgbm_params"]
 log = logging.getLogger(__name__)
 
 
-def lightgbm_params(cfg: Any, n_classes: int, seed: int) -> dict[str, Any]:
+def lightgbm_params(lg: LightGBMConfig, n_classes: int, seed: int) -> dict[str, Any]:
     """LightGBM parameters from the ``lightgbm`` section, deterministic and single-threaded."""
-    lg = cfg.lightgbm
     return {
         "objective": "multiclass", "num_class": n_classes, "metric": "multi_logloss",
         "learning_rate": lg.learning_rate, "num_leaves": lg.num_leaves,
@@ -40,7 +40,7 @@ def lightgbm_params(cfg: Any, n_classes: int, seed: int) -> dict[str, Any]:
     }
 
 
-def fit_lightgbm(data: TrainData, cfg: Any, *, seed: int,
+def fit_lightgbm(data: TrainData, cfg: RunConfig, *, seed: int,
                  callbacks: Sequence[Callback] = ()) -> Lineage:
     """Fit boosted trees on train rows, early-stopped on validation rows only."""
     import lightgbm as lgb
@@ -48,7 +48,7 @@ def fit_lightgbm(data: TrainData, cfg: Any, *, seed: int,
     x = flat_features(data.x)
     y = data.y.cpu().numpy()
     tr, va = data.train_rows.cpu().numpy(), data.val_rows.cpu().numpy()
-    params = lightgbm_params(cfg, data.n_classes, derive_seed(seed, "lightgbm"))
+    params = lightgbm_params(cfg.lightgbm, data.n_classes, derive_seed(seed, "lightgbm"))
     train_set = lgb.Dataset(x[tr], y[tr], feature_name=list(data.feature_names) or "auto",
                             free_raw_data=True)
     val_set = lgb.Dataset(x[va], y[va], reference=train_set)

@@ -25,17 +25,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
 from selfdistill.methods.base import Derived, Lineage, Member, TrainData
 from selfdistill.methods.born_again import distill_loss, mean_probabilities, teacher_targets
 from selfdistill.methods.common import derive_seed, freeze, fresh_model, hard_ce_loss, val_nll
-from selfdistill.training.loop import Callback, LossFn, fit, make_optimizer
+from selfdistill.training.loop import Callback, FitSettings, LossFn, fit, make_optimizer
 from selfdistill.training.schedules import cosine_restart_lr
 
 __all__ = ["TEACHER_KINDS", "fit_snapshot", "teacher_snapshots"]
@@ -61,7 +61,7 @@ def teacher_snapshots(snapshots: Sequence[Member], cycle: int, kind: str) -> lis
     return earlier
 
 
-def _cycle_loss(data: TrainData, cfg: Any, teachers: Sequence[Member]) -> LossFn:
+def _cycle_loss(data: TrainData, cfg: RunConfig, teachers: Sequence[Member]) -> LossFn:
     """Hard-label CE without a teacher, else CE + KD from cached teacher targets."""
     sc = cfg.snapshot
     if not teachers:
@@ -71,14 +71,14 @@ def _cycle_loss(data: TrainData, cfg: Any, teachers: Sequence[Member]) -> LossFn
     return distill_loss(data.y, q, alpha=sc.alpha, temperature=sc.temperature)
 
 
-def _lr_schedule(data: TrainData, cfg: Any) -> Callable[[int], float]:
+def _lr_schedule(data: TrainData, cfg: RunConfig) -> Callable[[int], float]:
     """Cosine learning rate restarted at the start of every cycle."""
     steps_per_epoch = math.ceil(len(data.train_rows) / cfg.training.batch_size)
     return partial(cosine_restart_lr, base_lr=cfg.training.lr,
                    steps_per_cycle=cfg.snapshot.epochs_per_cycle * steps_per_epoch)
 
 
-def _run_cycles(model: nn.Module, data: TrainData, cfg: Any, *, seed: int,
+def _run_cycles(model: nn.Module, data: TrainData, cfg: RunConfig, *, seed: int,
                 callbacks: Sequence[Callback]) -> list[Member]:
     """Train every cycle around :func:`fit`, one optimizer and one step count throughout."""
     sc, tr = cfg.snapshot, cfg.training
@@ -90,11 +90,12 @@ def _run_cycles(model: nn.Module, data: TrainData, cfg: Any, *, seed: int,
         t0 = time.perf_counter()
         teachers = teacher_snapshots(snapshots, cycle, sc.teacher)
         loss_fn = _cycle_loss(data, cfg, teachers)
+        settings = FitSettings(epochs=sc.epochs_per_cycle, batch_size=tr.batch_size,
+                               patience=0, restore_best=False, grad_clip=tr.grad_clip,
+                               lr_at=lr_at, start_step=step, label=f"snapshot cycle {cycle}")
         result = fit(model, x=data.x, y=data.y, train_rows=data.train_rows,
-                     val_rows=data.val_rows, loss_fn=loss_fn, epochs=sc.epochs_per_cycle,
-                     batch_size=tr.batch_size, optimizer=optimizer, generator=generator,
-                     lr_at=lr_at, start_step=step, grad_clip=tr.grad_clip, patience=0,
-                     restore_best=False, callbacks=callbacks, label=f"snapshot cycle {cycle}")
+                     val_rows=data.val_rows, loss_fn=loss_fn, optimizer=optimizer,
+                     generator=generator, settings=settings, callbacks=callbacks)
         step += result.steps
         snapshots.append(Member(
             {"snapshot": cycle, "cycle": cycle}, freeze(copy.deepcopy(model)), result.history,
@@ -103,7 +104,7 @@ def _run_cycles(model: nn.Module, data: TrainData, cfg: Any, *, seed: int,
     return snapshots
 
 
-def fit_snapshot(data: TrainData, cfg: Any, *, seed: int,
+def fit_snapshot(data: TrainData, cfg: RunConfig, *, seed: int,
                  callbacks: Sequence[Callback] = ()) -> Lineage:
     """One run of ``snapshot.cycles`` cosine cycles; each snapshot teaches the later cycles."""
     t0 = time.perf_counter()

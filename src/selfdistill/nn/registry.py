@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from selfdistill.config import ModelConfig
 from selfdistill.nn.booster import BoosterClassifier
 from selfdistill.nn.encoders import window_classifier_from_spec
 from selfdistill.nn.mlp import MLP, ConstantClassifier
@@ -65,8 +66,8 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     return BUILDERS[kind](spec)
 
 
-def build_model(model_cfg: Any, n_features: int, n_classes: int) -> nn.Module:
-    """Build a fresh model from a ``ModelConfig`` section."""
-    spec = model_cfg.model_dump() if hasattr(model_cfg, "model_dump") else dict(model_cfg)
+def build_model(model_cfg: ModelConfig, n_features: int, n_classes: int) -> nn.Module:
+    """Build a fresh model from a ``model`` config section."""
+    spec = model_cfg.model_dump()
     spec.update(n_features=n_features, n_classes=n_classes)
     return model_from_spec(spec)

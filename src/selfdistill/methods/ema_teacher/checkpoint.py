@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from selfdistill._version import __version__
+from selfdistill.config import ModelConfig
 from selfdistill.errors import ConfigError, ModelFileError
 from selfdistill.methods.ema_teacher.state import PretrainState
 from selfdistill.nn.encoders import WindowClassifier, build_encoder
@@ -51,9 +52,8 @@ FORMAT_VERSION = 1
 META_NAME = "pretrain.json"
 
 
-def encoder_spec_of(cfg: Any, n_features: int, window: int) -> dict[str, Any]:
-    """The constructor arguments of the encoder that ``cfg.model`` describes."""
-    m = cfg.model
+def encoder_spec_of(m: ModelConfig, n_features: int, window: int) -> dict[str, Any]:
+    """The constructor arguments of the encoder that the ``model`` section describes."""
     return {"kind": m.kind, "n_features": int(n_features), "window": int(window),
             "hidden": [int(h) for h in m.hidden], "activation": m.activation,
             "dropout": float(m.dropout), "kernel_size": 3}

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from selfdistill.config import EmaTeacherConfig, RunConfig
 from selfdistill.errors import ConfigError, TrainingError
 from selfdistill.losses.consistency import DINOLoss, byol_loss, teacher_probabilities
 from selfdistill.methods.base import Lineage, Member, TrainData
@@ -106,7 +107,7 @@ def pretrain_rows(data: TrainData, window: int) -> Tensor:
     return window_rows_within(rows, rows, window)
 
 
-def _networks(n_features: int, cfg: Any) -> tuple[EncoderWithHeads, MultiHead | None,
+def _networks(n_features: int, cfg: RunConfig) -> tuple[EncoderWithHeads, MultiHead | None,
                                                   nn.ModuleList | None]:
     m, e = cfg.model, cfg.ema_teacher
     if m.kind not in ENCODER_KINDS:
@@ -127,7 +128,7 @@ def _networks(n_features: int, cfg: Any) -> tuple[EncoderWithHeads, MultiHead | 
     return EncoderWithHeads(enc, heads), None, dino
 
 
-def build_state(n_features: int, n_rows: int, cfg: Any, *, seed: int,
+def build_state(n_features: int, n_rows: int, cfg: RunConfig, *, seed: int,
                 device: torch.device | str = "cpu") -> PretrainState:
     """Fresh student, teacher, heads, optimizer and generator for ``n_rows`` windows."""
     e = cfg.ema_teacher
@@ -149,13 +150,13 @@ def build_state(n_features: int, n_rows: int, cfg: Any, *, seed: int,
         steps_per_epoch=steps, total_steps=steps * e.epochs)
 
 
-def _teacher_temperature(state: PretrainState, e: Any) -> float:
+def _teacher_temperature(state: PretrainState, e: EmaTeacherConfig) -> float:
     return linear_warmup(state.step, start=e.teacher_temperature,
                          end=e.teacher_temperature_final,
                          warmup_steps=e.teacher_temperature_warmup_epochs * state.steps_per_epoch)
 
 
-def _loss(state: PretrainState, views: Tensor, e: Any) -> Tensor:
+def _loss(state: PretrainState, views: Tensor, e: EmaTeacherConfig) -> Tensor:
     """Loss summed over heads for ``views`` (2B, F, W): the two views stacked."""
     _, outs_s = state.student(views)  # H x (2B, P)
     with torch.no_grad():
@@ -175,7 +176,7 @@ def _loss(state: PretrainState, views: Tensor, e: Any) -> Tensor:
     return total
 
 
-def train_step(state: PretrainState, xb: Tensor, e: Any, spec: AugmentSpec) -> Tensor:
+def train_step(state: PretrainState, xb: Tensor, e: EmaTeacherConfig, spec: AugmentSpec) -> Tensor:
     """One optimizer step on windows ``xb`` (B, F, W), then the EMA update; returns the loss."""
     views = torch.cat([augment(xb, spec, generator=state.generator),
                        augment(xb, spec, generator=state.generator)])  # (2B, F, W)
@@ -191,7 +192,7 @@ def train_step(state: PretrainState, xb: Tensor, e: Any, spec: AugmentSpec) -> T
     return loss.detach()
 
 
-def _run_epoch(state: PretrainState, x: Tensor, rows: Tensor, e: Any) -> float:
+def _run_epoch(state: PretrainState, x: Tensor, rows: Tensor, e: EmaTeacherConfig) -> float:
     spec = AugmentSpec(**e.augment.model_dump())
     bs = min(e.batch_size, len(rows))
     perm = rows[torch.randperm(len(rows), generator=state.generator,
@@ -207,7 +208,8 @@ def _run_epoch(state: PretrainState, x: Tensor, rows: Tensor, e: Any) -> float:
 
 
 @torch.no_grad()
-def _collapse_record(state: PretrainState, xm: Tensor, loss: float, e: Any) -> dict[str, float]:
+def _collapse_record(state: PretrainState, xm: Tensor, loss: float,
+                     e: EmaTeacherConfig) -> dict[str, float]:
     state.student.eval()
     z = state.student.encoder(xm)  # (M, D)
     state.student.train()
@@ -233,7 +235,7 @@ def _monitor_rows(rows: Tensor, n: int) -> Tensor:
     return rows[torch.linspace(0, len(rows) - 1, n).round().long().to(rows.device)]
 
 
-def _epoch_record(state: PretrainState, loss: float, xm: Tensor, e: Any,
+def _epoch_record(state: PretrainState, loss: float, xm: Tensor, e: EmaTeacherConfig,
                   t0: float) -> dict[str, float]:
     rec = {"epoch": float(state.epoch), "loss": loss,
            "tau": cosine_tau(state.step, total_steps=state.total_steps, tau_base=e.tau_base),
@@ -244,14 +246,14 @@ def _epoch_record(state: PretrainState, loss: float, xm: Tensor, e: Any,
     return rec
 
 
-def _fingerprint(cfg: Any, seed: int, n_rows: int) -> dict[str, Any]:
+def _fingerprint(cfg: RunConfig, seed: int, n_rows: int) -> dict[str, Any]:
     """What must not change between a checkpoint and the run resuming from it."""
     return {"seed": seed, "rows": n_rows, "model": cfg.model.model_dump(mode="json"),
             "ema_teacher": cfg.ema_teacher.model_dump(mode="json", exclude=_DOWNSTREAM_KEYS),
             "optimizer": cfg.training.optimizer}
 
 
-def pretrain(data: TrainData, cfg: Any, *, seed: int, out_dir: str | Path | None = None,
+def pretrain(data: TrainData, cfg: RunConfig, *, seed: int, out_dir: str | Path | None = None,
              resume: bool = True, callbacks: Sequence[Callback] = ()) -> PretrainResult:
     """Pretrain an encoder on the training windows of ``data`` without labels.
 
@@ -266,8 +268,8 @@ def pretrain(data: TrainData, cfg: Any, *, seed: int, out_dir: str | Path | None
     e, x = cfg.ema_teacher, windowed(data, cfg.model.window)
     rows = pretrain_rows(data, int(x.shape[2]))
     state = build_state(x.shape[1], len(rows), cfg, seed=seed, device=x.device)
-    spec, fingerprint = encoder_spec_of(cfg, x.shape[1], x.shape[2]), _fingerprint(cfg, seed,
-                                                                                   len(rows))
+    spec = encoder_spec_of(cfg.model, x.shape[1], x.shape[2])
+    fingerprint = _fingerprint(cfg, seed, len(rows))
     if out_dir is not None and resume and (Path(out_dir) / "pretrain.json").is_file():
         restore_state(state, *read_checkpoint(out_dir), expect=fingerprint)
         log.info("resuming pretraining at epoch %d from %s", state.epoch, out_dir)
@@ -294,7 +296,7 @@ def pretrain(data: TrainData, cfg: Any, *, seed: int, out_dir: str | Path | None
                           time.perf_counter() - t0)
 
 
-def fit_ema_teacher(data: TrainData, cfg: Any, *, seed: int,
+def fit_ema_teacher(data: TrainData, cfg: RunConfig, *, seed: int,
                     callbacks: Sequence[Callback] = ()) -> Lineage:
     """The ``ema_teacher`` method: pretrain (or load ``ema_teacher.checkpoint``), fine-tune.
 
