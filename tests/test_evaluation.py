@@ -26,9 +26,10 @@ from selfdistill.evaluation import (
 from selfdistill.evaluation.aggregate import (
     add_selected_records,
     aggregate_records,
-    compare_records,
+    compare_outputs,
 )
 from selfdistill.evaluation.cell import BacktestSettings, score_cell
+from selfdistill.evaluation.evidence import build_evidence
 from selfdistill.evaluation.fold import build_dataset, load_candles
 from tiny_experiment import tiny_config
 
@@ -183,15 +184,27 @@ def _records() -> list[dict[str, Any]]:
     return out
 
 
-def test_aggregates_carry_mean_interval_and_n_with_null_cell() -> None:
-    aggs = aggregate_records(_records(), n_boot=300)
+def test_aggregates_carry_a_t_interval_over_folds_with_null_cell() -> None:
+    aggs = aggregate_records(_records())
     base = next(a for a in aggs if a["method"] == "baseline")
     assert base["fold"] is None and base["seed"] is None  # noqa: PT018
-    assert set(base["accuracy"]) == {"mean", "ci_low", "ci_high", "n"}
-    assert base["accuracy"]["n"] == 12
-    assert base["accuracy"]["ci_low"] < base["accuracy"]["mean"] < base["accuracy"]["ci_high"]
+    assert set(base["accuracy"]) == {"mean", "ci_low", "ci_high", "n", "folds"}
+    assert (base["accuracy"]["n"], base["accuracy"]["folds"]) == (12, 3)
+    # seeds are averaged within a fold; the interval is Student t over the 3 fold means
+    fold_means = [np.mean([r["accuracy"] for r in _records() if r["method"] == "baseline"
+                           and r["fold"] == f]) for f in range(3)]
+    half = 4.302652729911275 * np.std(fold_means, ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert base["accuracy"]["ci_low"] == pytest.approx(np.mean(fold_means) - half)
+    assert base["accuracy"]["ci_high"] == pytest.approx(np.mean(fold_means) + half)
     gens = sorted(a["generation"] for a in aggs if a["method"] == "born_again")
     assert gens == [0, 1]
+
+
+def test_one_fold_gives_no_aggregate_interval() -> None:
+    aggs = aggregate_records([r for r in _records() if r["fold"] == 0])
+    base = next(a for a in aggs if a["method"] == "baseline")
+    assert base["accuracy"]["ci_low"] is None
+    assert base["accuracy"]["folds"] == 1
 
 
 def test_selected_records_follow_the_validation_choice() -> None:
@@ -201,16 +214,44 @@ def test_selected_records_follow_the_validation_choice() -> None:
     assert all(r["selected_from"] == "generation=1" and r["generation"] is None for r in chosen)
 
 
-def test_comparisons_pair_generations_and_methods_with_directed_verdicts() -> None:
-    comps = compare_records(_records(), n_boot=300)
+def _bar_predictions(n_bars: int = 400) -> pd.DataFrame:
+    """2 folds x 2 seeds of test rows: baseline, born_again generation 0 (the same model)
+    and generation 1 (right on 15% more bars)."""
+    rng = np.random.default_rng(2)
+    frames = []
+    for fold in (0, 1):
+        times = pd.date_range(f"202{fold}-01-01", periods=n_bars, freq="h", tz="UTC")
+        y = rng.integers(0, 3, n_bars)
+        for seed in (0, 1):
+            p0 = rng.dirichlet([1, 1, 1], n_bars)
+            better = p0.copy()
+            fix = rng.random(n_bars) < 0.3
+            better[fix] = 0.1
+            better[fix, y[fix]] = 0.8
+            for method, member, p in (("baseline", "-", p0), ("born_again", "generation=0", p0),
+                                      ("born_again", "generation=1", better)):
+                frames.append(pd.DataFrame({
+                    "open_time": times, "split": "test", "method": method, "member": member,
+                    "p_bull": p[:, 0], "p_bear": p[:, 1], "p_sideways": p[:, 2], "label": y,
+                    "seed": seed, "fold": fold}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_comparisons_pair_bars_and_give_directed_adjusted_verdicts() -> None:
+    evidence = build_evidence(_bar_predictions(), None, ("bull", "bear", "sideways"), {})
+    comps = compare_outputs(evidence)
     by = {(c["kind"], c["candidate"], c["metric"]): c for c in comps}
     gen1 = by[("vs_first_member", "generation=1", "accuracy")]
     assert gen1["verdict"] == "better"
-    assert gen1["mean_diff"] == pytest.approx(0.03)
-    assert gen1["n"] == 12
+    assert gen1["mean_diff"] > 0.1
+    assert (gen1["n_bars"], gen1["n_seeds"], gen1["n_folds"]) == (800, 2, 2)
     assert by[("vs_first_member", "generation=1", "nll")]["verdict"] == "better"  # lower NLL
-    assert by[("vs_baseline", "generation=0", "accuracy")]["verdict"] == "no significant difference"
-    assert by[("vs_baseline", "generation=1", "nll")]["verdict"] == "better"
+    same = by[("vs_baseline", "generation=0", "accuracy")]
+    assert (same["mean_diff"], same["p_value"], same["test"]) == (0.0, 1.0, "identical")
+    assert same["verdict"] == "no significant difference"
+    assert all(c["p_adjusted"] >= c["p_value"] for c in comps)
+    assert {c["family"] for c in comps} == {"comparisons"}
+    assert {c["adjustment"] for c in comps} == {"holm"}
 
 
 # ------------------------------------------------------------------ the experiment
@@ -239,16 +280,34 @@ def test_experiment_metrics_hold_aggregates_and_comparisons(
     for name in ("accuracy", "nll_calibrated", "sharpe", "accuracy_true"):
         assert test_base[name]["n"] == 4
     kinds = {c["kind"] for c in metrics["comparisons"]}
-    assert kinds == {"vs_first_member", "vs_baseline", "vs_lightgbm"}
+    assert {"vs_first_member", "vs_baseline", "vs_lightgbm", "vs_ungated", "vs_buy_and_hold",
+            "vs_always_flat", "vs_random"} <= kinds
     compared = {c["metric"] for c in metrics["comparisons"]}
-    assert {"accuracy", "macro_f1", "nll", "ece", "sharpe"} <= compared
+    assert {"accuracy", "nll", "brier", "sharpe", "accuracy_true"} <= compared
     assert {c["verdict"] for c in metrics["comparisons"]} <= {
-        "better", "worse", "no significant difference"}
-    # born-again generation 0 is the baseline model: identical on every cell
+        "better", "worse", "no significant difference", "not testable"}
+    assert {"findings", "error_flags", "statistics"} <= set(metrics)
+
+
+def test_generation_zero_and_baseline_differ_by_exactly_zero(
+        experiment: tuple[ExperimentResult, Recorder]) -> None:
+    """Born-Again generation 0 is the baseline model: every number equal, Sharpe included,
+    even with the uncertainty gate on (a gated strategy is its own output)."""
+    metrics = experiment[0].metrics
     same = [c for c in metrics["comparisons"] if c["kind"] == "vs_baseline"
-            and c["method"] == "born_again" and c["candidate"] == "generation=0"
-            and c["metric"] == "accuracy"]
-    assert same[0]["mean_diff"] == 0.0
+            and c["method"] == "born_again" and c["candidate"] == "generation=0"]
+    assert {c["metric"] for c in same} >= {"accuracy", "nll", "brier", "sharpe"}
+    assert all(c["mean_diff"] == 0.0 and c["test"] == "identical" for c in same)
+    cells = [r for r in metrics["records"] if not r.get("aggregate") and r["split"] == "test"]
+    base = {(r["fold"], r["seed"]): r for r in cells if r["method"] == "baseline"}
+    for rec in cells:
+        if rec["method"] == "born_again" and rec["generation"] == 0:
+            ref = base[(rec["fold"], rec["seed"])]
+            for key in ("accuracy", "nll", "sharpe", "total_return", "turnover"):
+                assert rec[key] == ref[key], key
+    gated = [r for r in cells if r["method"] == "born_again+gate"]
+    assert gated
+    assert all("accuracy" not in r for r in gated)
 
 
 def test_experiment_predictions_have_cells_and_temperatures(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -78,14 +80,27 @@ def test_error_by_quantile_on_a_constructed_case() -> None:
     assert [r["error_rate"] for r in rows] == [0.0, 0.0, 0.0, 1.0, 1.0]
 
 
-def test_error_by_quantile_breaks_ties_by_original_order() -> None:
+def test_error_by_quantile_never_splits_ties() -> None:
     u = np.zeros(6)
     correct = np.array([True, True, True, False, False, False])
     rows = error_by_quantile(u, correct, n_quantiles=2)
-    assert [r["error_rate"] for r in rows] == [0.0, 1.0]
-    assert rows == error_by_quantile(u, correct, n_quantiles=2)
+    assert rows == [{"low": 0.0, "high": 0.0, "error_rate": 0.5, "n": 6}]
     uneven = error_by_quantile(np.arange(7.0), np.ones(7, dtype=bool), n_quantiles=3)
-    assert [r["n"] for r in uneven] == [3, 2, 2]
+    assert sum(r["n"] for r in uneven) == 7
+    assert all(a["high"] < b["low"] for a, b in itertools.pairwise(uneven))
+
+
+def test_permuting_tied_rows_changes_nothing() -> None:
+    """A mostly-zero measure (flip_rate) must not turn time order into 'quantiles'."""
+    rng = np.random.default_rng(0)
+    u = np.where(rng.random(1000) < 0.8, 0.0, rng.choice([0.2, 0.4, 0.6], 1000))
+    correct = rng.random(1000) < 0.5 + 0.3 * (u == 0)
+    rows = error_by_quantile(u, correct)
+    for _ in range(5):
+        order = np.lexsort((rng.random(u.size), u))  # shuffle within each tie group
+        assert error_by_quantile(u[order], correct[order]) == rows
+    assert rows[0]["low"] == rows[0]["high"] == 0.0
+    assert rows[0]["n"] == int((u == 0).sum())
 
 
 def test_error_by_quantile_rejects_too_few_samples() -> None:

@@ -22,7 +22,7 @@ def tiny_config(**sections: Any) -> RunConfig:
         "methods": ["majority", "baseline", "born_again", "lightgbm"],
         "born_again": {"generations": 1},
         "lightgbm": {"n_estimators": 10},
-        "evaluation": {"scheme": "walk_forward", "folds": 2, "seeds": 2, "bootstrap": 200},
+        "evaluation": {"scheme": "walk_forward", "folds": 2, "seeds": 2},
         "backtest": {"uncertainty_gate": 0.8},
     }
     for name, value in sections.items():

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
+from selfdistill.atomic import atomic_write_text
 from selfdistill.cli.progress import ProgressCallback, console, stdout
 from selfdistill.config import RunConfig, dump_config, load_config
 from selfdistill.errors import ConfigError
@@ -78,11 +79,17 @@ def _interval(low: Any, high: Any) -> str:
     return "" if low is None else f" [{_fmt(low)}, {_fmt(high)}]"
 
 
+def _verdict(row: dict[str, Any]) -> str:
+    if row.get("reason"):
+        return f"not testable: {row['reason']}"
+    return str(row.get("verdict", ""))
+
+
 def comparison_table(table: list[dict[str, Any]], records: list[dict[str, Any]],
                      title: str) -> Table:
     """One row per (label fraction, arm): test accuracy with interval and paired difference."""
     out = Table(title=title, header_style="bold")
-    for name in ("labels", "arm", "n", "test acc", "vs", "difference", "verdict",
+    for name in ("labels", "arm", "n", "test acc", "vs", "difference", "p (adj.)", "verdict",
                  "test acc vs truth"):
         out.add_column(name, justify="left" if name in ("arm", "vs", "verdict") else "right")
     for row in table:
@@ -92,14 +99,17 @@ def comparison_table(table: list[dict[str, Any]], records: list[dict[str, Any]],
                     _fmt(row["mean"]) + _interval(row["ci_low"], row["ci_high"]),
                     row.get("versus", ""),
                     _fmt(row.get("diff")) + _interval(row.get("diff_low"), row.get("diff_high")),
-                    row.get("verdict", ""), _fmt(sum(truth) / len(truth) if truth else None))
-    out.caption = ("mean over seeds [95% bootstrap interval]; models chosen on validation rows, "
-                   "test rows scored once")
+                    _fmt(row.get("p_adjusted")), _verdict(row),
+                    _fmt(sum(truth) / len(truth) if truth else None))
+    out.caption = ("test accuracy [95% interval] from per-bar tests on the test period (seeds "
+                   "averaged per bar, their spread counted as training noise); verdicts from "
+                   "Holm-adjusted p-values; models chosen on validation rows, test rows scored "
+                   "once")
     return out
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def _seed_dir(out: Path, index: int, seed: int) -> Path:
@@ -116,7 +126,7 @@ def run_pretrain(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> di
         raise ConfigError(f"pretraining needs a window encoder: model.kind must be one of "
                           f"{', '.join(ENCODER_KINDS)}, got '{cfg.model.kind}'")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
     data, cdata = _prepare(cfg)
     records: list[dict[str, Any]] = []
     collapsed = []
@@ -133,7 +143,7 @@ def run_pretrain(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> di
                                         callbacks=callbacks)
     summary: dict[str, Any] = {"collapsed": collapsed, "records": records}
     if compare:
-        summary["table"] = summarise(records, n_boot=cfg.evaluation.bootstrap)
+        summary["table"] = summarise(records, adjust=cfg.evaluation.adjust)
         _write_json(out / "comparison.json", summary)
     return summary
 

@@ -6,8 +6,15 @@
     cell.py        one cell: run_fold, then temperature on val and backtest on test
     experiment.py  folds x seeds in a process pool, summarised in memory, then
                    written by selfdistill.rundir (the one writer)
-    aggregate.py   per-cell records -> aggregates with intervals, paired comparisons
-    statistics.py  the verdict engine: bootstrap intervals, paired tests
+    summary.py     a run's statistics: aggregates, comparisons, error flags, findings
+    aggregate.py   per-cell records -> aggregates (t over folds); the run's comparisons
+    evidence.py    per-bar scores and returns of every output, paired by bar
+    statistics.py  the verdict engine: per-bar paired tests (EWC long-run variance),
+                   fold intervals, Holm / BH adjustment, verdict words   (no torch)
+    ranking.py     AUROC with intervals for dependent bars               (no torch)
+    nullsim.py     simulations of the engine under the null (tests, benchmarks)
+    error_flags.py does disagreement flag errors, better than 1 - max probability?
+    findings.py    the four questions, answered (findings_text.py: the words)
     metrics.py  calibration.py  uncertainty.py  backtest.py   (NumPy; no torch)
     pretrain_compare.py   does EMA-teacher pretraining help (probes, few labels)
 

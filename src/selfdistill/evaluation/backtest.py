@@ -144,10 +144,10 @@ def baseline_positions(
 ) -> np.ndarray:
     """Positions of a baseline with the same length as ``model_positions``.
 
-    ``buy_and_hold`` is always +1, ``always_flat`` always 0, and ``random`` changes
-    position at as many randomly chosen decisions as the model does, each time to a
-    different value drawn from the model's own position values (seeded), so its
-    turnover and exposure are close to the model's while its timing is random.
+    ``buy_and_hold`` is always +1, ``always_flat`` always 0, and ``random`` takes
+    the model's own sequence of positions at randomly chosen decisions (seeded), so
+    its turnover (sum of |position change|) and costs equal the model's exactly while
+    its timing is random.
     """
     n = len(model_positions)
     if kind == "buy_and_hold":
@@ -156,25 +156,27 @@ def baseline_positions(
         return np.zeros(n)
     if kind != "random":
         raise ConfigError(f"baseline '{kind}' is not one of: {', '.join(BASELINES)}")
-    return _random_positions(np.asarray(model_positions, dtype=np.float64), allow_short, seed)
+    return _random_positions(np.asarray(model_positions, dtype=np.float64), seed)
 
 
-def _random_positions(model: np.ndarray, allow_short: bool, seed: int) -> np.ndarray:
+def _random_positions(model: np.ndarray, seed: int) -> np.ndarray:
+    """The model's positions, in the model's order, held from random decisions on.
+
+    The model's path is a sequence of held values v_1, v_2, ... (starting flat).
+    The random baseline takes the same values in the same order and only moves the
+    decisions at which each is entered to randomly chosen bars, so its turnover,
+    sum |v_k - v_(k-1)|, equals the model's exactly, and so do its costs.
+    """
     rng = np.random.default_rng(seed)
     n = len(model)
-    n_changes = int(np.count_nonzero(np.diff(model, prepend=0.0)))
-    values = np.unique(model)
-    if len(values) < 2:
-        values = np.array([-1.0, 0.0, 1.0]) if allow_short else np.array([0.0, 1.0])
-    change_at = np.sort(rng.choice(n, size=n_changes, replace=False))
-    new_values, current = np.empty(n_changes), 0.0
-    for k in range(n_changes):  # each change moves to a different value
-        choices = values[values != current]
-        current = new_values[k] = choices[rng.integers(len(choices))]
+    change = np.flatnonzero(np.diff(model, prepend=0.0))  # bars where the model trades
+    if change.size == 0:
+        return np.zeros(n)
+    change_at = np.sort(rng.choice(n, size=change.size, replace=False))
     out = np.zeros(n)
     segment = np.searchsorted(change_at, np.arange(n), side="right") - 1  # last change <= i
     held = segment >= 0
-    out[held] = new_values[segment[held]]
+    out[held] = model[change][segment[held]]
     return out
 
 

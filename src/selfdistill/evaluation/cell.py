@@ -15,10 +15,13 @@ method) gets
   probabilities when calibration is on, so confidence sizing uses calibrated
   confidence; the argmax is the same either way): the trading metrics of
   :func:`selfdistill.evaluation.backtest.trading_metrics` join its test record, plus
-  ``random_sharpe`` / ``random_total_return`` of random positions with its own
-  turnover. Outputs of a method whose members disagree (generations,
-  snapshots) are gated flat above the ``backtest.uncertainty_gate`` quantile of
-  the *validation* mutual information.
+  ``random_sharpe`` / ``random_total_return`` of random timing with exactly its
+  own turnover (the per-bar ``random_net`` joins its curve). With
+  ``backtest.uncertainty_gate``, every output of a method whose members disagree
+  (generations, snapshots) is backtested a second time, flat where the test
+  mutual information is above that quantile of the *validation* one, as an output
+  of its own, ``<method>+gate``: a gated strategy is compared only with the same
+  strategy ungated, never with another model (like for like).
 
 Baseline rows ``buy_and_hold``, ``always_flat`` and ``random`` (random timing
 with the turnover of the hard-label ``baseline``, or of the first output) are
@@ -53,13 +56,15 @@ from selfdistill.rundir.write import model_metadata, save_lineage_models
 from selfdistill.splits import Split
 from selfdistill.training.callbacks import Callback
 
-__all__ = ["GATE_MEASURE", "BacktestSettings", "Cell", "CellResult", "CellScores", "run_cell",
-           "score_cell"]
+__all__ = ["GATED", "GATE_MEASURE", "BacktestSettings", "Cell", "CellResult", "CellScores",
+           "run_cell", "score_cell"]
 
 log = logging.getLogger(__name__)
 
 #: The disagreement measure the uncertainty gate thresholds.
 GATE_MEASURE = "mutual_information"
+#: Suffix of a gated strategy's output name (``born_again+gate``).
+GATED = "+gate"
 _CALIBRATED = ("nll", "ece", "brier")
 _OUTPUT = ["split", "method", "member"]
 
@@ -124,11 +129,20 @@ def _calibrate(pairs: list[tuple[dict[str, Any], pd.DataFrame]], predictions: pd
     return temps
 
 
-def _curve(result: BacktestResult, times: pd.Index, rets: np.ndarray, method: str,
+def _curve(table: dict[str, BacktestResult], times: pd.Index, rets: np.ndarray, method: str,
            member: str) -> pd.DataFrame:
+    """Per-decision series of a model's backtest, with its own random-timing twin."""
+    model = table["model"]
     return pd.DataFrame({"open_time": times, "method": method, "member": member,
+                         "position": model.positions, "asset_return": rets,
+                         "net": model.net, "random_net": table["random"].net})
+
+
+def _baseline_curve(result: BacktestResult, times: pd.Index, rets: np.ndarray,
+                    name: str) -> pd.DataFrame:
+    return pd.DataFrame({"open_time": times, "method": name, "member": "-",
                          "position": result.positions, "asset_return": rets,
-                         "net": result.net})
+                         "net": result.net, "random_net": np.nan})
 
 
 def _gate(predictions: pd.DataFrame, method: str, test: pd.DataFrame,
@@ -142,38 +156,64 @@ def _gate(predictions: pd.DataFrame, method: str, test: pd.DataFrame,
     return disagreement_gate(test[GATE_MEASURE].to_numpy(), val_values, quantile)
 
 
+def _trading_fields(table: dict[str, BacktestResult]) -> dict[str, Any]:
+    return {**table["model"].metrics, "random_sharpe": table["random"].metrics["sharpe"],
+            "random_total_return": table["random"].metrics["total_return"]}
+
+
+def _gated_record(rec: dict[str, Any], table: dict[str, BacktestResult], quantile: float
+                  ) -> dict[str, Any]:
+    """The gated strategy as an output of its own (``<method>+gate``): trading fields only,
+    so it is compared with the same output ungated, never with another model."""
+    keep = {k: v for k, v in rec.items()
+            if k in ("generation", "split", "seed", "fold", "selected")
+            or (k not in ("method", "n") and (v is None or isinstance(v, str)
+                                              or type(v) is int))}
+    return {"method": f"{rec['method']}{GATED}", **keep, "gate_quantile": quantile,
+            **_trading_fields(table)}
+
+
 def _backtest_outputs(pairs: list[tuple[dict[str, Any], pd.DataFrame]],
                       predictions: pd.DataFrame, opens: pd.Series,
                       settings: BacktestSettings, class_names: tuple[str, ...],
-                      seed: int) -> tuple[list[pd.DataFrame], dict[str, BacktestResult]]:
+                      seed: int) -> tuple[list[pd.DataFrame], list[dict[str, Any]],
+                                          dict[str, BacktestResult]]:
+    """Backtest every test output ungated and, where the gate applies, gated too."""
     curves: list[pd.DataFrame] = []
+    gated: list[dict[str, Any]] = []
     reference: dict[str, BacktestResult] = {}
     tests = [(rec, g) for rec, g in pairs if rec["split"] == "test"]
     if not tests:
-        return curves, reference
+        return curves, gated, reference
     times = pd.Index(tests[0][1]["open_time"])
     rets = holding_returns(opens, times)
+
+    def backtest(proba: np.ndarray, gate: np.ndarray | None) -> dict[str, BacktestResult]:
+        positions = positions_from_proba(proba, allow_short=settings.allow_short,
+                                         sizing=settings.sizing, gate=gate)
+        return backtest_with_baselines(
+            positions, rets, fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps,
+            periods_per_year=settings.periods_per_year, allow_short=settings.allow_short,
+            seed=seed, times=times)
+
     for rec, g in tests:
         proba = _proba(g, class_names)
         if settings.calibrate and "temperature" in rec:
             proba = apply_temperature(logits_from_proba(proba), rec["temperature"])
-        positions = positions_from_proba(
-            proba, allow_short=settings.allow_short, sizing=settings.sizing,
-            gate=_gate(predictions, rec["method"], g, settings.uncertainty_gate))
-        table = backtest_with_baselines(
-            positions, rets, fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps,
-            periods_per_year=settings.periods_per_year, allow_short=settings.allow_short,
-            seed=seed, times=times)
-        rec.update(table["model"].metrics)
-        rec["random_sharpe"] = table["random"].metrics["sharpe"]
-        rec["random_total_return"] = table["random"].metrics["total_return"]
         member = str(g["member"].iloc[0])
-        curves.append(_curve(table["model"], times, rets, rec["method"], member))
+        table = backtest(proba, None)
+        rec.update(_trading_fields(table))
+        curves.append(_curve(table, times, rets, rec["method"], member))
+        gate = _gate(predictions, rec["method"], g, settings.uncertainty_gate)
+        if gate is not None and settings.uncertainty_gate is not None:
+            gated_table = backtest(proba, gate)
+            gated.append(_gated_record(rec, gated_table, settings.uncertainty_gate))
+            curves.append(_curve(gated_table, times, rets, f"{rec['method']}{GATED}", member))
         if not reference or rec["method"] == "baseline":
             reference = table
-    for name in ("buy_and_hold", "always_flat", "random"):
-        curves.append(_curve(reference[name], times, rets, name, "-"))
-    return curves, reference
+    curves += [_baseline_curve(reference[name], times, rets, name)
+               for name in ("buy_and_hold", "always_flat", "random")]
+    return curves, gated, reference
 
 
 def _baseline_records(reference: dict[str, BacktestResult], base: dict[str, Any]
@@ -204,8 +244,9 @@ def score_cell(records: list[dict[str, Any]], predictions: pd.DataFrame, *,
     out = list(records)
     if settings.enabled:
         rng_seed = int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
-        curves, reference = _backtest_outputs(pairs, predictions, opens, settings,
-                                              class_names, rng_seed)
+        curves, gated, reference = _backtest_outputs(pairs, predictions, opens, settings,
+                                                     class_names, rng_seed)
+        out += gated
         if reference:
             out += _baseline_records(reference, {"seed": seed, "fold": fold})
     frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()

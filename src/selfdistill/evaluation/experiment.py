@@ -6,8 +6,8 @@
       -> folds (holdout | walk_forward | purged_kfold) x seeds = cells
       -> per cell, in a worker: run_fold (every method from scratch, scaler fitted
          on the cell's train rows) -> score_cell (temperature on val, backtest on test)
-      -> records of every cell + <method>_selected + aggregates (mean, 95% CI)
-      -> paired comparisons (vs generation 0, vs baseline)
+      -> records of every cell + <method>_selected + aggregates (mean, 95% CI over folds)
+      -> per-bar paired comparisons, findings (evaluation.summary)
       -> RunContents (in memory) -> rundir.write.write_run -> the run directory
 
 Nothing fitted in one cell reaches another: each cell builds its own scaler,
@@ -23,7 +23,9 @@ Computing and writing are apart: this module computes every file's contents in m
 run directory's one writer. The import points one way, from evaluation to rundir;
 rundir takes plain records and frames and never imports evaluation, so there is no
 cycle. :func:`run_experiment` creates the (empty) directory before the first cell runs,
-so a wrong ``--out`` fails at once, and returns the metrics as written.
+so a wrong ``--out`` fails at once, and returns the metrics as written; a run that fails
+or is interrupted removes the directory it created, or keeps it marked ``INCOMPLETE``
+(:mod:`selfdistill.rundir.lifecycle`).
 """
 
 from __future__ import annotations
@@ -37,19 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
-from selfdistill.evaluation.aggregate import (
-    add_selected_records,
-    aggregate_records,
-    compare_records,
-)
 from selfdistill.evaluation.backtest import annualisation
 from selfdistill.evaluation.cell import BacktestSettings, Cell, CellResult, run_cell
+from selfdistill.evaluation.findings import RunFacts
 from selfdistill.evaluation.fold import Dataset, build_dataset, holdout_split, load_candles
-from selfdistill.rundir.layout import create_run_dir
+from selfdistill.evaluation.summary import summarise
+from selfdistill.rundir.lifecycle import run_directory
 from selfdistill.rundir.read import read_metrics
 from selfdistill.rundir.write import RunContents, write_run
 from selfdistill.splits import Split, check_no_leak, purged_kfold, walk_forward
@@ -64,7 +64,7 @@ __all__ = [
     "plan_splits",
     "run_contents",
     "run_experiment",
-    "summarise",
+    "run_facts",
 ]
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,16 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
     workers = workers if workers is not None else cfg.evaluation.workers
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    run_dir = create_run_dir(out_dir, cfg, overwrite=overwrite)
+    with run_directory(out_dir, cfg, overwrite=overwrite) as run_dir:  # marked, cleaned up
+        contents, n_cells = _run_cells(cfg, run_dir, workers, callbacks, t0)
+        write_run(run_dir, cfg, contents)
+    return ExperimentResult(run_dir, read_metrics(run_dir), n_cells, workers,
+                            time.perf_counter() - t0, contents.timings)
+
+
+def _run_cells(cfg: RunConfig, run_dir: Path, workers: int, callbacks: Sequence[Callback],
+               t0: float) -> tuple[RunContents, int]:
+    """Load, build the dataset, run every cell; the run directory's contents and cells."""
     candles, truth, interval = load_candles(cfg)
     ds = build_dataset(cfg, candles, truth, interval)
     splits = plan_splits(ds, cfg)
@@ -244,23 +253,23 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
             cb.on_cell_end(len(results), len(cells), _cell_info(res))
     contents = run_contents(cfg, ds, splits, results, workers=workers,
                             seconds=time.perf_counter() - t0)
-    write_run(run_dir, cfg, contents)
-    return ExperimentResult(run_dir, read_metrics(run_dir), len(cells), workers,
-                            time.perf_counter() - t0, contents.timings)
+    return contents, len(cells)
 
 
 # ------------------------------------------------------------------ the results
 
 
-def summarise(results: Sequence[CellResult], cfg: RunConfig
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All records (cells, selected, aggregates) and the paired comparisons."""
-    ordered = sorted(results, key=lambda r: (r.fold, r.seed))
-    records = add_selected_records(rec for res in ordered for rec in res.records)
-    n_boot = cfg.evaluation.bootstrap
-    aggregates = aggregate_records(records, n_boot=n_boot, seed=cfg.seed)
-    comparisons = compare_records(records, n_boot=n_boot, seed=cfg.seed)
-    return records + aggregates, comparisons
+def run_facts(ds: Dataset, splits: Sequence[Split], cfg: RunConfig) -> RunFacts:
+    """What the findings' warnings need: test rows per fold, class balance, horizon."""
+    y = ds.labels.y.to_numpy()
+    test_rows = [len(split.test) for split in splits]
+    labels = y[np.concatenate([np.asarray(split.test) for split in splits])]
+    counts = np.bincount(labels, minlength=len(ds.labels.class_names))
+    top = int(counts.argmax())
+    return RunFacts(test_rows_per_fold=tuple(test_rows),
+                    majority_share=float(counts[top] / max(counts.sum(), 1)),
+                    majority_class=str(ds.labels.class_names[top]),
+                    label_horizon=int(cfg.labels.horizon), scheme=cfg.evaluation.scheme)
 
 
 def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
@@ -268,16 +277,24 @@ def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
                  seconds: float) -> RunContents:
     """Everything the run directory holds besides the models, computed in memory."""
     ordered = sorted(results, key=lambda r: (r.fold, r.seed))
-    records, comparisons = summarise(ordered, cfg)
+    summary = summarise(ordered, cfg, class_names=list(ds.labels.class_names),
+                        periods_per_year=_periods(cfg, ds), facts=run_facts(ds, splits, cfg))
+    records = summary.records
     ev, bt = cfg.evaluation, cfg.backtest
     extra = {
-        "comparisons": comparisons,
+        "findings": summary.findings,
+        "comparisons": summary.comparisons,
+        "error_flags": summary.error_flags,
+        "statistics": {"test": "per-bar paired test (Diebold-Mariano with an EWC long-run "
+                               "variance, Student t); seeds averaged per bar",
+                       "level": 0.95, "adjustment": ev.adjust,
+                       "aggregate_interval": "Student t over folds (seeds averaged per fold)"},
         "class_names": list(ds.labels.class_names),
         "interval": ds.interval,
         "rows": {"labelled": ds.n_rows, "bars": len(ds.candles)},
         "experiment": {"scheme": ev.scheme, "folds": len(splits), "window": ev.window,
                        "seeds": [int(s) for s in sorted({r.seed for r in ordered})],
-                       "workers": workers, "bootstrap": ev.bootstrap,
+                       "workers": workers,
                        "calibrate": ev.calibrate, "fold_bounds": _fold_bounds(ds, splits)},
         "backtest": {**bt.model_dump(mode="json"),
                      "periods_per_year_used": _periods(cfg, ds)},

@@ -11,9 +11,9 @@ once on the test rows:
 - ``scratch``: the same classifier trained from random weights (supervised only).
 
 The probes train on embeddings computed once (eval mode), so they cost little.
-:func:`summarise` turns per-seed records into the table: the mean over seeds
-with a bootstrap interval, and the paired difference against ``scratch`` (or
-``probe_random`` for the probes) once there are enough seeds.
+:func:`summarise` turns per-seed records into the table: test accuracy with its
+interval and the paired difference against ``scratch`` (or ``probe_random`` for the
+probes), both per-bar tests on the test period with Holm-adjusted verdicts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ from torch import Tensor, nn
 
 from selfdistill.config import RunConfig
 from selfdistill.evaluation.metrics import classification_metrics
-from selfdistill.evaluation.statistics import bootstrap_interval, paired_comparison
+from selfdistill.evaluation.statistics import (
+    TestResult,
+    adjust_pvalues,
+    mean_difference_test,
+    verdict_of,
+)
 from selfdistill.methods.common import derive_seed
 from selfdistill.nn.encoders import WindowClassifier
 from selfdistill.training.loop import (
@@ -41,6 +46,7 @@ from selfdistill.training.loop import (
     fit,
     make_optimizer,
     predict_logits,
+    probabilities,
 )
 
 __all__ = ["ARMS", "CompareData", "compare_arms", "label_subset", "summarise"]
@@ -114,7 +120,7 @@ def _embed(encoder: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
 
 
 def _softmax_fn(model: nn.Module, x: Tensor) -> ProbaFn:
-    return lambda rows: torch.softmax(predict_logits(model, x, rows).double(), -1).cpu().numpy()
+    return lambda rows: probabilities(predict_logits(model, x, rows))
 
 
 def _probe(encoder: nn.Module, data: CompareData, rows: Tensor, cfg: RunConfig, *, seed: int,
@@ -146,12 +152,14 @@ def _run_arm(arm: str, pretrained: nn.Module, data: CompareData, rows: Tensor, c
     return _softmax_fn(model, data.x), epochs
 
 
-def _scores(proba_fn: ProbaFn, data: CompareData, split: str) -> dict[str, float]:
+def _scores(proba_fn: ProbaFn, data: CompareData, split: str) -> dict[str, Any]:
     rows = getattr(data, f"{split}_rows")
     proba = proba_fn(rows)
     idx = rows.cpu().numpy()
     m = classification_metrics(data.y.cpu().numpy()[idx], proba, n_classes=data.n_classes)
-    out = {f"{split}_{k}": float(m[k]) for k in SCORES}
+    out: dict[str, Any] = {f"{split}_{k}": float(m[k]) for k in SCORES}
+    if split == "test":  # per-bar evidence for the paired tests of summarise()
+        out["test_correct"] = (proba.argmax(1) == data.y.cpu().numpy()[idx]).astype(int).tolist()
     if data.truth is not None:
         out[f"{split}_accuracy_true"] = float((proba.argmax(1) == data.truth[idx]).mean())
     return out
@@ -188,35 +196,52 @@ def compare_arms(data: CompareData, pretrained: nn.Module, cfg: RunConfig, *, se
     return records
 
 
-def _cell(records: list[dict[str, Any]], fraction: float, arm: str,
-          metric: str) -> list[float]:
+def _correct(records: list[dict[str, Any]], fraction: float, arm: str) -> np.ndarray:
+    """(S, T) per-bar test correctness of one arm, seeds in order."""
     cells = sorted((r for r in records if r["fraction"] == fraction and r["arm"] == arm),
                    key=lambda r: r["seed"])
-    return [float(r[metric]) for r in cells]
+    return np.array([r["test_correct"] for r in cells], dtype=np.float64).reshape(len(cells), -1)
 
 
-def summarise(records: list[dict[str, Any]], *, metric: str = "test_accuracy",
-              n_boot: int = 2000) -> list[dict[str, Any]]:
-    """One table row per (fraction, arm): mean over seeds, interval, paired difference.
+def summarise(records: list[dict[str, Any]], *, adjust: str = "holm") -> list[dict[str, Any]]:
+    """One table row per (fraction, arm): test accuracy and the paired difference.
 
-    The difference is against ``probe_random`` for ``probe_pretrained`` and against
-    ``scratch`` for ``finetune_pretrained``; intervals need >= 2 seeds.
+    Every number is a per-bar test on the one test period (seeds averaged per bar,
+    their spread counted as training noise; :mod:`selfdistill.evaluation.statistics`):
+    the arm's accuracy with its interval, and its difference against ``probe_random``
+    (for ``probe_pretrained``) or ``scratch`` (for ``finetune_pretrained``), whose
+    p-values are adjusted together (Holm by default) before the verdict.
     """
     rows = []
     for fraction in sorted({float(r["fraction"]) for r in records}):
         for arm in ARMS:
-            values = _cell(records, fraction, arm, metric)
-            if not values:
+            correct = _correct(records, fraction, arm)
+            if not correct.size:
                 continue
-            ci = bootstrap_interval(values, n_boot=n_boot)
-            row: dict[str, Any] = {"fraction": fraction, "arm": arm, "metric": metric,
-                                   "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
-                                   "seeds": ci.n}
+            acc = mean_difference_test(correct - 0.5).rescaled(offset=0.5)
+            row: dict[str, Any] = {"fraction": fraction, "arm": arm, "metric": "test_accuracy",
+                                   "mean": acc.estimate, "ci_low": acc.ci_low,
+                                   "ci_high": acc.ci_high, "seeds": correct.shape[0]}
             ref = REFERENCE_ARM.get(arm)
-            if ref is not None and len(_cell(records, fraction, ref, metric)) == len(values):
-                cmp = paired_comparison(values, _cell(records, fraction, ref, metric),
-                                        metric=metric.removeprefix("test_"), n_boot=n_boot)
-                row.update({"versus": ref, "diff": cmp.mean_diff, "diff_low": cmp.ci_low,
-                            "diff_high": cmp.ci_high, "verdict": cmp.verdict})
+            other = _correct(records, fraction, ref) if ref is not None else None
+            if other is not None and other.shape == correct.shape:
+                diff = mean_difference_test(correct - other)
+                row.update({"versus": ref, "diff": diff.estimate, "diff_low": diff.ci_low,
+                            "diff_high": diff.ci_high, "p_value": diff.p_value,
+                            "df": diff.df, "reason": diff.reason, "test": diff.method})
             rows.append(row)
+    _verdicts([r for r in rows if "versus" in r], adjust)
     return rows
+
+
+def _verdicts(rows: list[dict[str, Any]], adjust: str) -> None:
+    testable = [r for r in rows if r["p_value"] is not None]
+    for row, p in zip(testable, adjust_pvalues([r["p_value"] for r in testable], adjust),
+                      strict=True):
+        row["p_adjusted"] = float(p)
+    for row in rows:
+        result = TestResult(row["diff"], row["diff_low"], row["diff_high"], row["p_value"],
+                            row["df"], 0, 0, 1, row["test"], row["reason"])
+        row["p_adjusted"] = row.get("p_adjusted")
+        row["adjustment"] = adjust
+        row["verdict"] = verdict_of(result, row["p_adjusted"], higher_better=True)

@@ -11,8 +11,10 @@ Given the class probabilities of M members on the same N samples:
   arg-max class differs: how often the predicted label flips from one
   generation to the next. 0 for a single member.
 
-:func:`error_by_quantile` checks that the uncertainty means something: the
-error rate should rise from the least to the most uncertain quantile.
+:func:`error_by_quantile` shows whether the uncertainty means something: the
+error rate should rise from the least to the most uncertain bin (bins by value, so
+ties are never split). :mod:`selfdistill.evaluation.ranking` tests it: the AUROC of
+each measure for predicting an error, next to the model's own confidence.
 """
 
 from __future__ import annotations
@@ -67,20 +69,22 @@ def disagreement(probs: np.ndarray) -> dict[str, np.ndarray]:
 
 def error_by_quantile(uncertainty: np.ndarray, correct: np.ndarray,
                       n_quantiles: int = 5) -> list[dict[str, float]]:
-    """Error rate per uncertainty quantile, least uncertain first.
+    """Error rate per bin of uncertainty *values*, least uncertain first.
 
-    Samples are ranked by uncertainty (ties kept in their original order, so the
-    result is deterministic) and cut into ``n_quantiles`` groups of equal size
-    (sizes differ by at most one).
+    Bin edges are the ``n_quantiles``-quantiles of the values, and a sample's bin
+    is decided by its value alone: equal values always share a bin, so ties are
+    never split by row order (a measure that is mostly 0, like ``flip_rate``, gets
+    one bin for all its zeros instead of several "quantiles" that are really
+    time segments). There are fewer than ``n_quantiles`` bins when values repeat.
 
     Args:
         uncertainty: (N,) any per-sample uncertainty score.
         correct: (N,) bool, whether each prediction was right.
-        n_quantiles: number of groups (5 = quintiles).
+        n_quantiles: the most bins (5 = quintiles when every value differs).
 
     Returns:
-        One dict per group: ``low`` / ``high`` (uncertainty range in the group),
-        ``error_rate`` and ``n``.
+        One dict per non-empty bin: ``low`` / ``high`` (uncertainty range in the
+        bin), ``error_rate`` and ``n``.
     """
     u = np.asarray(uncertainty, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
@@ -92,10 +96,10 @@ def error_by_quantile(uncertainty: np.ndarray, correct: np.ndarray,
                         "need n_quantiles >= 1 and at least that many samples")
     if not np.all(np.isfinite(u)):
         raise DataError("uncertainty holds NaN or inf")
-    order = np.argsort(u, kind="stable")
-    groups = np.array_split(order, n_quantiles)
+    inner = np.unique(np.quantile(u, np.linspace(0, 1, n_quantiles + 1)[1:-1]))
+    bins = np.searchsorted(inner, u, side="left")  # value <= edge goes left: ties stay
     return [
-        {"low": float(u[g].min()), "high": float(u[g].max()),
-         "error_rate": float(1.0 - ok[g].mean()), "n": len(g)}
-        for g in groups
+        {"low": float(u[bins == b].min()), "high": float(u[bins == b].max()),
+         "error_rate": float(1.0 - ok[bins == b].mean()), "n": int((bins == b).sum())}
+        for b in np.unique(bins)
     ]
