@@ -272,6 +272,33 @@ def run_facts(ds: Dataset, splits: Sequence[Split], cfg: RunConfig) -> RunFacts:
                     label_horizon=int(cfg.labels.horizon), scheme=cfg.evaluation.scheme)
 
 
+def _class_balance(y: np.ndarray, rows: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    counts = np.bincount(y[rows], minlength=len(names)) if len(rows) else np.zeros(len(names))
+    total = max(int(counts.sum()), 1)
+    return {str(name): float(c / total) for name, c in zip(names, counts, strict=True)}
+
+
+def market_identity(cfg: RunConfig, ds: Dataset, splits: Sequence[Split]) -> dict[str, Any]:
+    """Which market a run covers and what its data looked like (for the report's header)."""
+    data = cfg.data
+    source: dict[str, Any] = {"source": data.source}
+    if data.source in ("csv", "parquet"):
+        source["path"] = str(data.path)
+    elif data.source == "bybit":
+        source.update(category=data.bybit.category, symbol=data.bybit.symbol)
+    else:
+        source["symbol"] = "synthetic"
+    times = ds.candles.index
+    y = ds.labels.y.to_numpy()
+    names = list(ds.labels.class_names)
+    balance = {name: _class_balance(y, np.concatenate([np.asarray(getattr(s, name))
+                                                          for s in splits]), names)
+               for name in ("train", "val", "test")}
+    return {**source, "interval": ds.interval, "first_bar": str(times[0]),
+            "last_bar": str(times[-1]), "bars": len(ds.candles), "labelled_rows": ds.n_rows,
+            "class_balance": balance}
+
+
 def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
                  results: Sequence[CellResult], *, workers: int,
                  seconds: float) -> RunContents:
@@ -291,6 +318,7 @@ def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
                        "aggregate_interval": "Student t over folds (seeds averaged per fold)"},
         "class_names": list(ds.labels.class_names),
         "interval": ds.interval,
+        "data": market_identity(cfg, ds, splits),
         "rows": {"labelled": ds.n_rows, "bars": len(ds.candles)},
         "experiment": {"scheme": ev.scheme, "folds": len(splits), "window": ev.window,
                        "seeds": [int(s) for s in sorted({r.seed for r in ordered})],
@@ -304,7 +332,9 @@ def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
         records=records,
         predictions=pd.concat([r.predictions for r in ordered], ignore_index=True),
         uncertainty=[u for r in ordered for u in r.uncertainty],
-        timings=_timings(ordered, workers, seconds), extra=extra,
+        timings={**_timings(ordered, workers, seconds),  # not deterministic, unlike metrics
+                 "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")},
+        extra=extra,
         curves=pd.concat(curves, ignore_index=True) if curves else None,
         prices=_prices(ds))
 
