@@ -18,6 +18,8 @@ The CLI maps ``exit_code`` to the process exit status and prints one line.
     │       ├── ServerError          10000 / 10016 / HTTP 5xx
     │       └── TransportError       timeouts, cut bodies, non-JSON bodies
     ├── ModelFileError               a model file is missing, tampered, or too new (exit 1)
+    ├── StorageError                 a file cannot be written: disk full, permissions (exit 1)
+    ├── Interrupted                  the user pressed Ctrl-C; says what was kept  (exit 130)
     ├── NotFittedError               predict before fit (also sklearn's NotFittedError)
     └── TrainingError                training diverged (NaN loss) or cannot run (exit 1)
 """
@@ -31,12 +33,14 @@ __all__ = [
     "DataError",
     "ExchangeError",
     "GapError",
+    "Interrupted",
     "ModelFileError",
     "NotFittedError",
     "RateLimitError",
     "RetryableError",
     "SelfDistillError",
     "ServerError",
+    "StorageError",
     "TrainingError",
     "TransportError",
 ]
@@ -103,6 +107,23 @@ class TransportError(RetryableError):
 
 class ModelFileError(SelfDistillError):
     """A model file is missing, tampered with, truncated, or from a newer version."""
+
+
+class StorageError(SelfDistillError, OSError):
+    """A file could not be written (disk full, quota, permissions, read-only file system).
+
+    Also an ``OSError`` (with ``errno`` and ``filename`` set), so code that handles
+    file-system errors keeps working; the message names the path and what was kept.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class Interrupted(SelfDistillError):
+    """The user interrupted a command (Ctrl-C); the message says what was kept (exit 130)."""
+
+    exit_code = 130
 
 
 class NotFittedError(SelfDistillError, ValueError, AttributeError):

@@ -28,13 +28,12 @@ def _write(frame: pd.DataFrame, out: Path | None) -> None:
         return
     if out.suffix.lower() not in _OUT_SUFFIXES:
         raise ConfigError(f"--out '{out}' must end in {' or '.join(_OUT_SUFFIXES)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    from selfdistill.atomic import atomic_write
+
     if out.suffix.lower() == ".csv":
-        frame.to_csv(tmp, index=False)
+        atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     else:
-        frame.to_parquet(tmp, index=False)
-    tmp.replace(out)
+        atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,19 +8,30 @@ from pathlib import Path
 import typer
 
 from selfdistill.config import load_config
+from selfdistill.errors import Interrupted
 
 __all__ = ["register"]
 
 
 def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite: bool,
          report: bool, workers: int | None) -> None:
-    from selfdistill.cli.progress import ProgressCallback, console, results_table, stdout
+    from selfdistill.cli.progress import (
+        ProgressCallback,
+        console,
+        progress_callback,
+        results_table,
+        stdout,
+    )
     from selfdistill.evaluation.experiment import run_experiment
+    from selfdistill.rundir.lifecycle import kept_note
 
     cfg = load_config(config, overrides)
-    with ProgressCallback.make_progress() as progress:
-        result = run_experiment(cfg, out_dir=out, workers=workers, overwrite=overwrite,
-                                callbacks=[ProgressCallback(progress)])
+    try:
+        with ProgressCallback.make_progress() as progress:
+            result = run_experiment(cfg, out_dir=out, workers=workers, overwrite=overwrite,
+                                    callbacks=[progress_callback(progress)])
+    except KeyboardInterrupt as exc:  # typer would exit 130 without a word
+        raise Interrupted(f"interrupted; {kept_note(exc) or 'no run directory yet'}") from None
     ev = cfg.evaluation
     title = (f"{cfg.name}: {ev.scheme}, {result.n_cells} cell(s) = folds x {ev.seeds} seed(s)"
              if result.n_cells > 1 else f"{cfg.name}: seed {cfg.seed}")

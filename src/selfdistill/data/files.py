@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from selfdistill.atomic import atomic_write
 from selfdistill.data.candles import validate_candles
 from selfdistill.data.columns import normalise_columns
 from selfdistill.errors import DataError
@@ -109,24 +108,23 @@ def save_candles(df: pd.DataFrame, path: str | Path) -> None:
 
     Raises:
         DataError: ``df`` breaks the Candles contract or the extension is unknown.
+        StorageError: the file cannot be written (disk full, permissions).
     """
     file = Path(path)
     kind = _kind(file)
     data = validate_candles(df, interval=df.attrs.get("interval"), source=str(file))
     data = data.drop(columns=["gap_before"])
     data.attrs = {}
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    name = file.name.lower()
+
+    def write(tmp: Path) -> None:
         if kind == "csv":
-            name = file.name.lower()
             data.to_csv(tmp, sep="\t" if name.endswith(".tsv") else ",",
                         compression="gzip" if name.endswith(".gz") else None)
         else:
             data.to_parquet(tmp, engine="pyarrow")
-        os.replace(tmp, file)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(file, write)
     logger.info("wrote %d candles to %s", len(data), file)
 
 

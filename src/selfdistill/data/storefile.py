@@ -2,7 +2,8 @@
 
 Candles and manifest change together in one atomic rename: a write goes to a
 temporary file in the same folder (``.<interval>.<random>.tmp``), is fsynced,
-replaces the old file with ``os.replace``, and the folder is fsynced. A reader
+replaces the old file, and the folder is fsynced (:func:`selfdistill.atomic.atomic_write`,
+the helper every writer uses). A reader
 therefore sees the old file or the new one, never half of either, whatever
 moment the writer is killed at. A JSON copy of the manifest sits next to the
 Parquet file for people and other tools; the footer is authoritative.
@@ -10,11 +11,7 @@ Parquet file for people and other tools; the footer is authoritative.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from selfdistill.atomic import atomic_write
 from selfdistill.data.bybit.request import MarketKey
 from selfdistill.errors import ConfigError, DataError
 
@@ -129,24 +127,3 @@ def write_dataset(path: Path, data: pd.DataFrame, manifest: Manifest) -> None:
 def empty_candles() -> pd.DataFrame:
     index = pd.DatetimeIndex([], tz="UTC", name="open_time")
     return pd.DataFrame({c: pd.Series([], dtype="float64") for c in COLUMNS}, index=index)
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temporary file in the same folder, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name.split('.')[0]}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # not every filesystem lets a folder be fsynced
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-
-

@@ -4,15 +4,14 @@ Every JSON file of a model directory or member is read by :func:`read_json_objec
 (``json`` only, size-capped, refusing paths that look like pickles) and checked by
 :func:`check_format_version` (a file from a newer format asks to upgrade); member
 file names go through :func:`plain_sibling`, so they cannot leave their directory.
-:func:`write_json_atomic` writes through a temporary file, so readers never see a
-half-written file. NumPy only; no torch.
+:func:`write_json_atomic` writes through :func:`selfdistill.atomic.atomic_write`, so
+readers never see a half-written file. NumPy only; no torch.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from selfdistill._version import __version__
+from selfdistill.atomic import atomic_write_bytes
 from selfdistill.errors import ModelFileError
 
 __all__ = [
@@ -84,9 +84,7 @@ def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> bytes:
     """Write ``obj`` as JSON via a temporary file; return the bytes written."""
     data = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False,
                       default=str).encode("utf-8")  # str(): informational extras only
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # readers never see a half-written file
+    atomic_write_bytes(path, data)  # readers never see a half-written file
     return data
 
 

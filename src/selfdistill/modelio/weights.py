@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from selfdistill._version import __version__
+from selfdistill.atomic import atomic_write_bytes
 from selfdistill.errors import ModelFileError
 from selfdistill.modelio.jsonio import (
     FORMAT_VERSION,
@@ -63,9 +63,7 @@ def save_model(model: nn.Module, stem: str | Path, metadata: Mapping[str, Any]) 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = save(tensors)
     weights = stem.with_name(stem.name + ".safetensors")
-    tmp = weights.with_name(weights.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, weights)
+    atomic_write_bytes(weights, payload)
     meta = {**metadata, "format_version": FORMAT_VERSION, "selfdistill_version": __version__,
             "spec": spec(), "weights": weights.name,
             "sha256": hashlib.sha256(payload).hexdigest()}

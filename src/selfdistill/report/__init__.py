@@ -16,9 +16,15 @@ from pathlib import Path
 import yaml
 
 from selfdistill._version import __version__
+from selfdistill.atomic import atomic_write_text
 from selfdistill.errors import DataError
 from selfdistill.report.sections import RunData, build_sections
-from selfdistill.report.tables import findings, headline_rows, markdown_table
+from selfdistill.report.tables import (
+    comparison_rows,
+    findings_markdown,
+    headline_rows,
+    markdown_table,
+)
 from selfdistill.rundir.layout import CONFIG_FILE, PRICES_FILE, damaged
 from selfdistill.rundir.read import read_curves, read_metrics, read_predictions, read_prices
 
@@ -76,11 +82,16 @@ def render_html(run: RunData) -> str:
 def render_markdown(run: RunData) -> str:
     """summary.md: the findings and the headline table."""
     header, rows = headline_rows(run.metrics)
-    lines = [f"# selfdistill summary: {run.metrics.get('name', 'run')}", ""]
-    lines += [f"- {s}" for s in findings(run.metrics)] or ["- (no paired comparisons)"]
-    lines += ["", "Test rows: mean [95% bootstrap interval] over fold x seed cells; "
-              "verdicts + better, - worse, = no significant difference.", "",
-              markdown_table(header, rows), ""]
+    lines = [f"# selfdistill summary: {run.metrics.get('name', 'run')}", "", "## Findings", ""]
+    lines += findings_markdown(run.metrics)
+    lines += ["", "## Results", "",
+              "Test rows: mean [95% interval: Student t over folds, seeds averaged per fold; "
+              "none with one fold]. Verdicts from per-bar paired tests on the test rows, "
+              "p-values adjusted as one family: + better, - worse, = no significant "
+              "difference, ? not testable.", "",
+              markdown_table(header, rows), "", "## Comparisons", ""]
+    c_header, c_rows = comparison_rows(run.metrics)
+    lines += [markdown_table(c_header, c_rows) if c_rows else "(no paired comparisons)", ""]
     return "\n".join(lines)
 
 
@@ -88,9 +99,7 @@ def write_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` and ``summary.md`` into ``run_dir``; return the HTML path."""
     run = load_run(run_dir)
     out = Path(run_dir) / REPORT_FILE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_html(run), encoding="utf-8")
-    tmp.replace(out)
-    (Path(run_dir) / SUMMARY_FILE).write_text(render_markdown(run), encoding="utf-8")
+    atomic_write_text(out, render_html(run))
+    atomic_write_text(Path(run_dir) / SUMMARY_FILE, render_markdown(run))
     log.info("report written to %s", out)
     return out

@@ -14,6 +14,9 @@
                            synthetic data (null on rows without a label)
       models/<method>/     model.json + member_<i>.safetensors / .json (never pickle)
       report.html, summary.md   written by ``selfdistill report`` (and every run)
+      INCOMPLETE           present while the run is unfinished: written when the directory
+                           is created, removed once every result file is written; a run
+                           that failed or was interrupted keeps it (first line: why)
 
 metrics.json holds the ``records`` (per cell, ``<method>_selected`` and aggregates),
 ``uncertainty``, ``comparisons`` (paired, with verdicts), ``experiment`` (scheme, folds,
@@ -23,7 +26,8 @@ Who does what: :mod:`selfdistill.evaluation.experiment` computes every file's co
 in memory and hands them to :func:`selfdistill.rundir.write.write_run`, the one writer
 (the cell that keeps its models saves them with
 :func:`selfdistill.rundir.write.save_lineage_models`); :mod:`selfdistill.rundir.read`
-reads them back. The arrow points one way: evaluation imports rundir, and rundir knows
+reads them back; :mod:`selfdistill.rundir.lifecycle` marks an unfinished run and cleans
+up after a failed one. The arrow points one way: evaluation imports rundir, and rundir knows
 nothing of evaluation (it writes plain records, frames and models).
 """
 
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKTEST_FILE",
     "CONFIG_FILE",
+    "INCOMPLETE_FILE",
     "METRICS_FILE",
     "METRICS_SCHEMA_VERSION",
     "MODELS_DIR",
@@ -58,6 +63,7 @@ PREDICTIONS_FILE = "predictions.parquet"
 BACKTEST_FILE = "backtest.parquet"
 PRICES_FILE = "prices.parquet"
 MODELS_DIR = "models"
+INCOMPLETE_FILE = "INCOMPLETE"
 
 METRICS_SCHEMA_VERSION = 1
 

@@ -2,13 +2,16 @@
 
 A missing file says the directory is not a run directory (or predates the file); a
 file that exists but cannot be parsed is one :class:`~selfdistill.errors.DataError`
-naming it (:func:`selfdistill.rundir.layout.damaged`). The layout is described in
+naming it (:func:`selfdistill.rundir.layout.damaged`). Reading the metrics of a run that
+never finished (an ``INCOMPLETE`` marker, see :mod:`selfdistill.rundir.lifecycle`) logs a
+warning, so ``selfdistill report`` says so. The layout is described in
 :mod:`selfdistill.rundir.layout`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,11 @@ from selfdistill.rundir.layout import (
     PRICES_FILE,
     damaged,
 )
+from selfdistill.rundir.lifecycle import incomplete_reason
 
 __all__ = ["read_curves", "read_metrics", "read_predictions", "read_prices", "read_run_parquet"]
+
+log = logging.getLogger(__name__)
 
 
 def read_run_parquet(path: Path) -> pd.DataFrame:
@@ -45,6 +51,10 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
         raise damaged(path, exc) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
         raise damaged(path, ValueError("no list of 'records'"))
+    why = incomplete_reason(run_dir)
+    if why is not None:
+        log.warning("%s is an INCOMPLETE run (%s): its results are partial; run the "
+                    "experiment again for complete ones", run_dir, why)
     return payload
 
 

@@ -5,14 +5,14 @@ backtest.parquet and prices.parquet from a :class:`RunContents` built in memory 
 :mod:`selfdistill.evaluation.experiment`; :func:`save_lineage_models` writes
 ``models/<method>/`` (see :mod:`selfdistill.modelio.bundle`) from the cell that keeps
 its models. Every file is written to a temporary name and renamed, so a reader never
-sees half a file. The layout is described in :mod:`selfdistill.rundir.layout`.
+sees half a file (:func:`selfdistill.atomic.atomic_write`). The layout is described in
+:mod:`selfdistill.rundir.layout`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from selfdistill._version import __version__
+from selfdistill.atomic import atomic_write, atomic_write_bytes
 from selfdistill.config import RunConfig, dump_config
 from selfdistill.modelio.bundle import save_bundle
 from selfdistill.rundir.layout import (
@@ -33,6 +34,7 @@ from selfdistill.rundir.layout import (
     PRICES_FILE,
     TIMINGS_FILE,
 )
+from selfdistill.rundir.lifecycle import mark_complete
 
 if TYPE_CHECKING:
     from selfdistill.methods.base import Lineage
@@ -84,25 +86,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def write_json(path: str | Path, payload: Any) -> None:
     """Deterministic JSON (sorted keys, NaN as null), written atomically."""
     text = json.dumps(_clean(payload), indent=1, sort_keys=True, allow_nan=False)
-    _atomic_write(Path(path), (text + "\n").encode())
+    atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
 def model_metadata(cfg: RunConfig, *, scaler: dict[str, Any], feature_names: list[str],
@@ -136,8 +127,12 @@ def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
 
 
 def write_run(run_dir: Path, cfg: RunConfig, contents: RunContents) -> None:
-    """Every file of the run directory except the models and the report."""
-    _atomic_write(run_dir / CONFIG_FILE, dump_config(cfg).encode())
+    """Every file of the run directory except the models and the report.
+
+    Removes the ``INCOMPLETE`` marker once everything is written (see
+    :mod:`selfdistill.rundir.lifecycle`).
+    """
+    atomic_write_bytes(run_dir / CONFIG_FILE, dump_config(cfg).encode())
     payload = {"schema_version": METRICS_SCHEMA_VERSION, "selfdistill_version": __version__,
                "name": cfg.name, "records": contents.records,
                "uncertainty": contents.uncertainty, **contents.extra}
@@ -148,3 +143,4 @@ def write_run(run_dir: Path, cfg: RunConfig, contents: RunContents) -> None:
         _write_parquet(contents.curves, run_dir / BACKTEST_FILE)
     if contents.prices is not None:
         _write_parquet(contents.prices, run_dir / PRICES_FILE)
+    mark_complete(run_dir)  # last: a run stopped before this point stays marked INCOMPLETE

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from selfdistill._version import __version__
+from selfdistill.atomic import atomic_write, atomic_write_text
 from selfdistill.config import ModelConfig
 from selfdistill.errors import ConfigError, ModelFileError
 from selfdistill.methods.ema_teacher.state import PretrainState
@@ -89,9 +89,7 @@ def _json_safe(history: list[dict[str, float]]) -> list[dict[str, float | None]]
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def save_checkpoint(state: PretrainState, directory: str | Path, *,
@@ -101,9 +99,7 @@ def save_checkpoint(state: PretrainState, directory: str | Path, *,
     d.mkdir(parents=True, exist_ok=True)
     tensors, optim_meta = _state_tensors(state)
     weights = d / f"pretrain-e{state.epoch}.safetensors"
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, weights)
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp)))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "selfdistill_version": __version__, "epoch": state.epoch, "step": state.step,
             "steps_per_epoch": state.steps_per_epoch, "total_steps": state.total_steps,
