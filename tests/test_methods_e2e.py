@@ -30,7 +30,7 @@ SMALL = [
 ]
 ALL_METHODS = [*SMALL, "born_again.generations=2", "snapshot.cycles=3",
                "snapshot.epochs_per_cycle=1", "byot.thresholds=[0.0,0.5,1.0]",
-               "byot.latency_samples=10", "lightgbm.n_estimators=20"]
+               "byot.latency_samples=10", "lightgbm.n_estimators=20", "hmm.n_init=1"]
 
 
 def _run(config: str, overrides: list[str], out: Path) -> int:
@@ -72,7 +72,7 @@ def test_every_method_has_rows(all_methods_run: tuple[Path, str]) -> None:
     methods = {m for m in methods if not m.endswith("_selected")}
     assert methods == {"majority", "baseline", "label_smoothing", "born_again",
                        "born_again_ensemble", "byot", "snapshot", "snapshot_ensemble",
-                       "lightgbm"}
+                       "lightgbm", "logistic", "hmm"}
     for rec in _records(out):
         if rec["method"] in trading:
             continue

@@ -27,9 +27,11 @@ from selfdistill.config.sections import (
     EmaTeacherConfig,
     EvaluationConfig,
     FeaturesConfig,
+    HMMConfig,
     LabelsConfig,
     LabelSmoothingConfig,
     LightGBMConfig,
+    LogisticConfig,
     ModelConfig,
     ReportConfig,
     Section,
@@ -60,6 +62,8 @@ METHOD_NAMES = (
     "snapshot",
     "ema_teacher",
     "lightgbm",
+    "logistic",
+    "hmm",
 )
 
 # --------------------------------------------------------------------------- root
@@ -86,6 +90,8 @@ class RunConfig(Section):
     snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)
     ema_teacher: EmaTeacherConfig = Field(default_factory=EmaTeacherConfig)
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
+    logistic: LogisticConfig = Field(default_factory=LogisticConfig)
+    hmm: HMMConfig = Field(default_factory=HMMConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)

@@ -32,10 +32,12 @@ __all__ = [
     "EmaTeacherConfig",
     "EvaluationConfig",
     "FeaturesConfig",
+    "HMMConfig",
     "Interval",
     "LabelSmoothingConfig",
     "LabelsConfig",
     "LightGBMConfig",
+    "LogisticConfig",
     "ModelConfig",
     "PositiveFloat",
     "PositiveInt",
@@ -312,6 +314,24 @@ class LightGBMConfig(Section):
     colsample_bytree: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     reg_lambda: Annotated[float, Field(ge=0.0)] = 1.0
     early_stopping_rounds: Annotated[int, Field(ge=0)] = 30  # 0: use every tree
+
+
+class LogisticConfig(Section):
+    """Multinomial logistic regression on the same scaled features (method ``logistic``)."""
+
+    #: inverse L2 strengths C to try; the lowest validation NLL wins (ties: the smaller C)
+    grid: Annotated[list[PositiveFloat], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    max_iter: PositiveInt = 1000  # lbfgs iterations per fit
+
+
+class HMMConfig(Section):
+    """A Gaussian HMM on the same features, forward-filtered (method ``hmm``)."""
+
+    n_states: Annotated[int, Field(ge=2, le=50)] = 3  # hidden states, mapped to classes
+    n_init: PositiveInt = 3  # EM restarts; the highest training log-likelihood wins
+    n_iter: PositiveInt = 100  # EM iterations per restart at most
+    covariance: Literal["diag"] = "diag"  # diagonal Gaussian emissions
 
 
 # ---------------------------------------------------------- evaluation / backtest

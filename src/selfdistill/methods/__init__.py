@@ -12,7 +12,9 @@ from selfdistill.methods.baseline import fit_baseline, fit_label_smoothing, fit_
 from selfdistill.methods.born_again import fit_born_again
 from selfdistill.methods.byot import fit_byot
 from selfdistill.methods.ema_teacher.pretraining import fit_ema_teacher
+from selfdistill.methods.hmm import fit_hmm
 from selfdistill.methods.lightgbm import fit_lightgbm
+from selfdistill.methods.logistic import fit_logistic
 from selfdistill.methods.snapshot import fit_snapshot
 
 __all__ = ["METHODS", "Derived", "Lineage", "Member", "Method", "TrainData", "get_method"]
@@ -26,6 +28,8 @@ METHODS: dict[str, Method] = {
     "snapshot": fit_snapshot,
     "ema_teacher": fit_ema_teacher,
     "lightgbm": fit_lightgbm,
+    "logistic": fit_logistic,
+    "hmm": fit_hmm,
 }
 
 

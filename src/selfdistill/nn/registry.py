@@ -14,6 +14,7 @@ from torch import nn
 
 from selfdistill.config import ModelConfig
 from selfdistill.nn.booster import BoosterClassifier
+from selfdistill.nn.classic.modules import HMMClassifier, LogisticClassifier
 from selfdistill.nn.encoders import window_classifier_from_spec
 from selfdistill.nn.mlp import MLP, ConstantClassifier
 from selfdistill.nn.multi_exit import MultiExitMLP
@@ -56,6 +57,11 @@ def _multi_exit(spec: dict[str, Any]) -> nn.Module:
 register_builder("multi_exit", _multi_exit)
 # the booster module imports lightgbm only when a booster is built, so registering it costs nothing
 register_builder("lightgbm", lambda spec: BoosterClassifier("", spec["n_classes"]))
+# classic models: shells of the stored sizes, filled (and checked) by load_state_dict
+register_builder("hmm", lambda spec: HMMClassifier(
+    n_states=spec["n_states"], n_features=spec["n_features"], n_classes=spec["n_classes"]))
+register_builder("logistic", lambda spec: LogisticClassifier(
+    n_features=spec["n_features"], n_classes=spec["n_classes"], n_grid=spec["n_grid"]))
 
 
 def model_from_spec(spec: dict[str, Any]) -> nn.Module:
