@@ -251,7 +251,7 @@ def test_comparisons_pair_bars_and_give_directed_adjusted_verdicts() -> None:
     assert same["verdict"] == "no significant difference"
     assert all(c["p_adjusted"] >= c["p_value"] for c in comps)
     assert {c["family"] for c in comps} == {"comparisons"}
-    assert {c["adjustment"] for c in comps} == {"holm"}
+    assert {c["adjustment"] for c in comps} == {"bh"}
 
 
 # ------------------------------------------------------------------ the experiment

@@ -224,8 +224,8 @@ def results_table(metrics: dict[str, Any], *, title: str) -> Table:
              ["* chosen on validation NLL; test rows were not used for any choice"])
     if verdicts:
         notes.append("vs baseline: per-bar paired test on the test rows, + better, - worse, "
-                     "= no significant difference, ? not testable; p adjusted (Holm) over "
-                     "the run's comparisons")
+                     "= no significant difference, ? not testable; p adjusted over the run's "
+                     "comparisons (evaluation.adjust)")
     if has_truth:
         notes.append("truth acc: test accuracy against the synthetic market's true regimes")
     if has_sharpe:

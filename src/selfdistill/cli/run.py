@@ -13,11 +13,23 @@ from selfdistill.errors import Interrupted
 __all__ = ["register"]
 
 
+def _cells_text(n_cells: int, seeds: int) -> str:
+    """'6 cells = 3 folds x 2 seeds' (every fold runs every seed)."""
+    folds = n_cells // seeds
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'s' * (n != 1)}"
+
+    return f"{plural(n_cells, 'cell')} = {plural(folds, 'fold')} x {plural(seeds, 'seed')}"
+
+
 def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite: bool,
          report: bool, workers: int | None) -> None:
+    cfg = load_config(config, overrides)  # before the heavy imports: config errors answer at once
     from selfdistill.cli.progress import (
         ProgressCallback,
         console,
+        findings_lines,
         progress_callback,
         results_table,
         stdout,
@@ -25,7 +37,6 @@ def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite:
     from selfdistill.evaluation.experiment import run_experiment
     from selfdistill.rundir.lifecycle import kept_note
 
-    cfg = load_config(config, overrides)
     try:
         with ProgressCallback.make_progress() as progress:
             result = run_experiment(cfg, out_dir=out, workers=workers, overwrite=overwrite,
@@ -33,8 +44,10 @@ def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite:
     except KeyboardInterrupt as exc:  # typer would exit 130 without a word
         raise Interrupted(f"interrupted; {kept_note(exc) or 'no run directory yet'}") from None
     ev = cfg.evaluation
-    title = (f"{cfg.name}: {ev.scheme}, {result.n_cells} cell(s) = folds x {ev.seeds} seed(s)"
+    title = (f"{cfg.name}: {ev.scheme}, {_cells_text(result.n_cells, ev.seeds)}"
              if result.n_cells > 1 else f"{cfg.name}: seed {cfg.seed}")
+    for line in findings_lines(result.metrics):  # the answer first, then the table
+        stdout.print(line, markup=False, highlight=False)
     stdout.print(results_table(result.metrics, title=title))
     if report and cfg.report.enabled:
         from selfdistill.report import write_report

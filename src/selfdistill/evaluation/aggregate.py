@@ -16,7 +16,8 @@ A *record* is one output (method + member keys) on one split of one
   references (``baseline``, ``logistic``, ``lightgbm``, ``hmm``), each gated strategy
   against itself ungated, and each headline output's Sharpe ratio against
   buy-and-hold, always-flat and random timing with its own turnover. The
-  p-values of all comparisons are adjusted as one family (Holm by default).
+  p-values of all comparisons are adjusted as one family (Benjamini-Hochberg by
+  default, ``evaluation.adjust``; the findings' own family is Holm-adjusted).
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def _plan(evidence: Evidence, references: Sequence[str]) -> list[tuple[str, Outp
 
 
 def compare_outputs(evidence: Evidence, *, periods_per_year: float = 1.0,
-                    references: Sequence[str] = REFERENCE_METHODS, adjust: str = "holm"
+                    references: Sequence[str] = REFERENCE_METHODS, adjust: str = "bh"
                     ) -> list[dict[str, Any]]:
     """Every paired comparison of the run on its test bars, adjusted as one family.
 

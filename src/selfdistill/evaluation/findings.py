@@ -10,8 +10,9 @@
    (AUROC of each measure for predicting an error, vs ``1 - max probability``)
 
 Each answer is ``yes``, ``no``, ``not significant`` or ``not testable (why)``. The
-tests behind the four questions form one family ("findings"), adjusted together
-(Holm by default), apart from the run's other comparisons. On synthetic data the
+tests behind the four questions form one family ("findings"), Holm-adjusted
+(family-wise error: the confirmatory answers), apart from the run's other
+comparisons (the exploratory table, ``evaluation.adjust``, BH by default). On synthetic data the
 lines add the same comparison against the market's true regimes.
 """
 
@@ -158,9 +159,9 @@ def answer_questions(evidence: Evidence, aggregates: Sequence[dict[str, Any]],
             rows["trading"] += _tests(evidence, f"vs_{ref}", head, (ref, "-"), ("sharpe",),
                                       periods_per_year)
     rows["disagreement"] = _flag_rows(flags, methods)
-    adjust_family([r for q in rows.values() for r in q], method=cfg.evaluation.adjust)
+    adjust_family([r for q in rows.values() for r in q], method="holm")
     answers = _answers(rows, methods, primary, alt, alt_nll, evidence)
-    return {"family": "findings", "adjustment": cfg.evaluation.adjust,
+    return {"family": "findings", "adjustment": "holm",
             "primary_metric": primary, "methods": methods, "best_alternative": alt,
             "best_alternative_val_nll": alt_nll, "questions": answers,
             "overall": overall_line(answers, methods, alt),
@@ -190,6 +191,6 @@ def _answers(rows: dict[str, list[dict[str, Any]]], methods: Sequence[str], prim
         else:
             word, why = pair_answer(tests, primary)
         out.append({"id": qid, "question": text, "answer": word, "why": why,
-                    "line": question_line(qid, text, word, why, tests, primary, alt, alt_nll),
+                    "line": question_line(qid, text, word, why, alt, alt_nll),
                     "tests": tests})
     return out

@@ -84,6 +84,9 @@ def pair_answer(tests: Sequence[dict[str, Any]], primary: str) -> tuple[str, str
     why = "; ".join(describe(t) for t in main) or "no paired test bars"
     if word == NOT_TESTABLE and reasons:
         why = reasons[0]
+    truth = [describe(t) for t in tests if t["metric"] == "accuracy_true"]
+    if truth:
+        why += f"; against the true regimes: {'; '.join(truth)}"
     return word, why
 
 
@@ -134,15 +137,13 @@ def flags_answer(tests: Sequence[dict[str, Any]]) -> tuple[str, str]:
     return word, "; ".join(lines)
 
 
-def question_line(qid: str, text: str, word: str, why: str, tests: Sequence[dict[str, Any]],
-                  primary: str, alt: str | None, alt_nll: float | None) -> str:
+def question_line(qid: str, text: str, word: str, why: str, alt: str | None,
+                  alt_nll: float | None) -> str:
     """One line: the question, the answer word, and the numbers behind it."""
     prefix = f"{text} {word.upper() if word != NOT_TESTABLE else 'NOT TESTABLE'}"
     if qid == "simple_alternative" and alt is not None:
         prefix += f" (best on validation NLL: {alt}, {alt_nll:.4f})"
-    truth = [describe(t) for t in tests if t["metric"] == "accuracy_true"]
-    tail = f" Against the true regimes: {'; '.join(truth)}." if truth else ""
-    return f"{prefix} — {why}.{tail}"
+    return f"{prefix} — {why}."
 
 
 _PHRASES = {

@@ -1,8 +1,10 @@
 """The report's tables and plain-language findings, as data first, then HTML / Markdown.
 
 Rows come from the aggregate records of metrics.json (test split) and the
-paired comparisons. A cell shows ``mean [ci_low, ci_high]``; verdict columns
-use ``+`` (better), ``-`` (worse) and ``=`` (no significant difference).
+paired comparisons. A cell shows ``mean [ci_low, ci_high]`` (a Student-t interval
+over folds; the mean alone with one fold); verdict columns use ``+`` (better),
+``-`` (worse), ``=`` (no significant difference) and ``?`` (not testable), from
+Holm-adjusted p-values of per-bar paired tests.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = [
     "HEADLINE_METRICS",
     "comparison_rows",
     "findings",
+    "findings_html",
+    "findings_markdown",
     "headline_rows",
     "html_table",
     "markdown_table",
@@ -32,8 +36,8 @@ HEADLINE_METRICS = (
 )
 BASELINE_ROWS = ("buy_and_hold", "always_flat", "random")
 _SHORT = {"accuracy": "acc", "macro_f1": "F1", "nll": "NLL", "ece": "ECE", "sharpe": "Sharpe",
-          "accuracy_true": "truth"}
-_SIGN = {"better": "+", "worse": "-", "no significant difference": "="}
+          "accuracy_true": "truth", "brier": "Brier"}
+_SIGN = {"better": "+", "worse": "-", "no significant difference": "=", "not testable": "?"}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -60,13 +64,22 @@ def _verdicts(comparisons: Sequence[dict[str, Any]], method: str, member: str,
     return ", ".join(parts) or "-"
 
 
+def _headline_kinds(metrics: dict[str, Any]) -> list[str]:
+    """Verdict columns of the headline table: vs the first member, the baseline and the
+    best simple alternative (every other comparison is in the comparisons table)."""
+    kinds = {c["kind"] for c in metrics.get("comparisons", [])}
+    best = (metrics.get("findings") or {}).get("best_alternative")
+    wanted = ["vs_first_member", "vs_baseline", *([f"vs_{best}"] if best else [])]
+    return [k for k in wanted if k in kinds]
+
+
 def headline_rows(metrics: dict[str, Any], *, split: str = "test") -> tuple[list[str],
                                                                             list[list[str]]]:
     """(header, rows) of the per-method / per-member table with intervals and verdicts."""
     aggs = [r for r in metrics.get("records", []) if r.get("aggregate") and r["split"] == split]
     used = [(m, t) for m, t in HEADLINE_METRICS if any(m in r for r in aggs)]
     comparisons = metrics.get("comparisons", [])
-    kinds = sorted({c["kind"] for c in comparisons})
+    kinds = _headline_kinds(metrics)
     header = ["method", "member", "cells", *(t for _, t in used), *(k.replace("_", " ")
                                                                     for k in kinds)]
     models = [r for r in aggs if r["method"] not in BASELINE_ROWS]
@@ -81,35 +94,75 @@ def headline_rows(metrics: dict[str, Any], *, split: str = "test") -> tuple[list
     return header, rows
 
 
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
 def comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) listing every paired comparison."""
+    """(header, rows) listing every paired comparison with its raw and adjusted p-value."""
     header = ["comparison", "method", "candidate", "reference", "metric",
-              "mean difference [95% CI]", "pairs", "verdict"]
+              "difference [95% CI]", "p", "p adj.", "bars x seeds (folds)", "verdict"]
     rows = []
     for c in metrics.get("comparisons", []):
         diff = {"mean": c["mean_diff"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]}
+        said = c["verdict"] if not c.get("reason") else f"not testable: {c['reason']}"
         rows.append([c["kind"].replace("_", " "), c["method"], c["candidate"],
                      f"{c['reference_method']} {c['reference']}".replace(" -", ""),
-                     c["metric"], _interval(diff), _fmt(c["n"]), c["verdict"]])
+                     c["metric"], _interval(diff), _p(c.get("p_value")),
+                     _p(c.get("p_adjusted")),
+                     f"{c.get('n_bars', '-')} x {c.get('n_seeds', '-')} ({c.get('n_folds', '-')})",
+                     said])
     return header, rows
 
 
 def findings(metrics: dict[str, Any]) -> list[str]:
-    """Plain sentences: does each method beat the baseline, and LightGBM, on test?"""
-    out = []
-    for c in metrics.get("comparisons", []):
-        selected = c["method"].endswith(("_selected", "_ensemble"))
-        if c["kind"] not in ("vs_baseline", "vs_lightgbm") or not selected:
-            continue
-        if c["metric"] not in ("accuracy", "nll", "sharpe"):
-            continue
-        ref = c["reference_method"]
-        said = {"better": "is better than", "worse": "is worse than",
-                "no significant difference": "shows no significant difference from"}[c["verdict"]]
-        out.append(f"{c['method']} {said} {ref} on test {c['metric']} "
-                   f"(mean difference {_interval({'mean': c['mean_diff'], 'ci_low': c['ci_low'], 'ci_high': c['ci_high']})}, "  # noqa: E501
-                   f"{c['n']} fold x seed pairs).")
-    return out
+    """The findings block as plain lines: the four answers, the overall line, warnings."""
+    block = metrics.get("findings") or {}
+    lines = [q["line"] for q in block.get("questions", [])]
+    if block.get("overall"):
+        lines.append(block["overall"])
+    lines += [f"Warning: {w}." for w in block.get("warnings", [])]
+    return lines
+
+
+_ANSWER_CLASS = {"yes": "yes", "no": "no", "not significant": "ns", "not testable": "nt"}
+
+
+def findings_html(metrics: dict[str, Any]) -> str:
+    """The findings block as HTML: one line per question, the overall line, warnings."""
+    block = metrics.get("findings") or {}
+    if not block:
+        return '<p class="note">This run has no findings (made by an older version).</p>'
+    items = []
+    for q in block.get("questions", []):
+        word = q["answer"] if q["answer"] != "not testable" else "not testable"
+        items.append(f'<li><span class="q">{html.escape(q["question"])}</span> '
+                     f'<b class="a {_ANSWER_CLASS.get(q["answer"], "nt")}">'
+                     f"{html.escape(word)}</b> — {html.escape(q['why'])}</li>")
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in block.get("warnings", []))
+    note = (f"Tests: per-bar paired tests on the test rows; the {len(_family(block))} tests "
+            f"behind these answers form one family, {block.get('adjustment', 'holm')}-adjusted; "
+            f"primary metric: {block.get('primary_metric', 'accuracy')}.")
+    return (f'<ol class="findings">{"".join(items)}</ol>'
+            f'<p class="finding">{html.escape(block.get("overall", ""))}</p>'
+            + (f'<ul class="warnings">{warn}</ul>' if warn else "")
+            + f'<p class="note">{html.escape(note)}</p>')
+
+
+def _family(block: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for q in block.get("questions", []) for t in q.get("tests", [])]
+
+
+def findings_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The findings block as Markdown lines."""
+    block = metrics.get("findings") or {}
+    if not block:
+        return ["- (no findings: this run was made by an older version)"]
+    lines = [f"{i}. **{q['question']}** {q['answer'].upper()} — {q['why']}"
+             for i, q in enumerate(block.get("questions", []), start=1)]
+    lines += ["", f"**{block.get('overall', '')}**"]
+    lines += [f"- Warning: {w}" for w in block.get("warnings", [])]
+    return lines
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
