@@ -42,7 +42,7 @@ from selfdistill.methods import Lineage, Member, TrainData, get_method
 from selfdistill.modelio.bundle import load_bundle_models, save_bundle
 from selfdistill.modelio.jsonio import json_safe
 from selfdistill.training.device import resolve_device
-from selfdistill.training.loop import Callback
+from selfdistill.training.loop import Callback, probabilities
 
 __all__ = ["PARAM_PATHS", "SelfDistillClassifier"]
 
@@ -75,7 +75,9 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         method: ``born_again`` (default), ``baseline``, ``label_smoothing``,
-            ``byot``, ``snapshot``, ``majority`` or ``lightgbm`` (see the methods docs).
+            ``byot``, ``snapshot``, ``majority``, ``lightgbm``, ``logistic`` or ``hmm``
+            (see the methods docs). ``hmm`` is forward-filtered: ``predict_proba`` reads
+            the rows of X as one time series in the order given (row t from rows <= t).
         n_generations: distilled Born-Again generations after generation 0.
         temperature / temperature_decay / temperature_min: the soft-target
             temperature schedule (exponential decay per generation, floored).
@@ -249,11 +251,8 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
         device = next(iter(self.models_[0].parameters()), torch.empty(0)).device
         x = torch.as_tensor(_c_order(self.scaler_.transform(X)), dtype=torch.float32,
                             device=device)
-        out = []
-        for m in members:
-            logits = m.logits(x).double() / self.temperature_
-            out.append(torch.softmax(logits, dim=-1).cpu().numpy())
-        return np.stack(out)
+        return np.stack([probabilities(m.logits(x), temperature=self.temperature_)
+                         for m in members])
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, C) probabilities of the selected member, columns in ``classes_`` order."""

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from selfdistill.errors import DataError
+from selfdistill.softmax import log_probabilities, nll_of_logits, softmax
 
 __all__ = [
     "TEMPERATURE_BOUNDS",
@@ -33,21 +34,11 @@ log = logging.getLogger(__name__)
 
 #: The search range of T; the ends are far outside what a sane model needs.
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-_EPS = 1e-12
 
 
 def logits_from_proba(proba: np.ndarray) -> np.ndarray:
     """(N, C) log-probabilities (clipped at 1e-12), usable as logits."""
-    return np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def _nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    return float(-_log_softmax(logits / temperature)[np.arange(len(y)), y].mean())
+    return log_probabilities(proba)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -72,10 +63,10 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         raise DataError(f"labels must be in [0, {z.shape[1]}), got {y.min()}..{y.max()}")
     y = y.astype(np.int64)
     lo, hi = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
-    result = minimize_scalar(lambda log_t: _nll(z, y, float(np.exp(log_t))),
+    result = minimize_scalar(lambda log_t: nll_of_logits(z, y, temperature=float(np.exp(log_t))),
                              bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
     temperature = float(np.exp(result.x))
-    log.debug("temperature %.4f (val NLL %.4f -> %.4f)", temperature, _nll(z, y, 1.0),
+    log.debug("temperature %.4f (val NLL %.4f -> %.4f)", temperature, nll_of_logits(z, y),
               float(result.fun))
     return temperature
 
@@ -84,4 +75,4 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     """(N, C) probabilities ``softmax(logits / temperature)``, float64."""
     if not temperature > 0:
         raise DataError(f"temperature must be > 0, got {temperature}")
-    return np.exp(_log_softmax(np.asarray(logits, dtype=np.float64) / temperature))
+    return softmax(logits, temperature=temperature)

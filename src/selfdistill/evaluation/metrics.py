@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from selfdistill.errors import DataError
+from selfdistill.softmax import nll
 
 __all__ = [
     "classification_metrics",
@@ -31,7 +32,6 @@ __all__ = [
     "reliability_curve",
 ]
 
-_PROB_FLOOR = 1e-12
 _SUM_TOLERANCE = 1e-3
 
 
@@ -152,13 +152,12 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, *, n_classes: 
     pred = p.argmax(axis=1)
     cm = confusion_matrix(y, pred, n_classes)
     balanced, macro_f1 = _f1_scores(cm)
-    p_true = p[np.arange(len(y)), y]
     onehot = np.eye(n_classes)[y]
     return {
         "accuracy": float(np.mean(pred == y)),
         "balanced_accuracy": balanced,
         "macro_f1": macro_f1,
-        "nll": float(-np.mean(np.log(np.maximum(p_true, _PROB_FLOOR)))),
+        "nll": nll(p, y),
         "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
         "ece": expected_calibration_error(y, p, n_bins),
         "confusion_matrix": cm.tolist(),

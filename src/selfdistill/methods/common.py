@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from selfdistill.config import RunConfig
 from selfdistill.methods.base import TrainData
 from selfdistill.nn.registry import build_model
+from selfdistill.softmax import nll
 from selfdistill.training.loop import (
     Callback,
     FitResult,
@@ -78,6 +79,9 @@ def train_model(model: nn.Module, data: TrainData, cfg: RunConfig, loss_fn: Loss
 
 
 def val_nll(probs: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of hard labels under (N, C) probabilities."""
-    p = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
-    return float(-np.log(p).mean())
+    """Mean negative log-likelihood of hard labels under (N, C) probabilities.
+
+    The ``nll`` of the metrics (:func:`selfdistill.softmax.nll`), so a member chosen
+    on validation NLL is the one the metrics call best.
+    """
+    return nll(probs, y)

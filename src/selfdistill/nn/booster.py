@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from selfdistill.errors import TrainingError
+from selfdistill.softmax import log_probabilities
 
 __all__ = ["BoosterClassifier", "flat_features"]
 
@@ -56,8 +57,8 @@ class BoosterClassifier(nn.Module):
             raise TrainingError("BoosterClassifier has no fitted booster")
         proba = np.asarray(self.booster.predict(flat_features(x), num_threads=1), dtype=np.float64)
         proba = proba.reshape(len(x), self.n_classes)
-        log_p = np.log(np.clip(proba, 1e-12, 1.0))
-        return torch.as_tensor(log_p, dtype=torch.float32, device=x.device)  # (B, C)
+        log_p = log_probabilities(proba)  # (B, C)
+        return torch.as_tensor(log_p, dtype=torch.float32, device=x.device)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "lightgbm", "n_classes": self.n_classes}

@@ -27,6 +27,7 @@ import pandas as pd
 
 from selfdistill.errors import DataError, ModelFileError
 from selfdistill.modelio.bundle import ModelBundle, load_bundle_arrays
+from selfdistill.softmax import softmax
 
 __all__ = ["NumpyModel", "OnnxModel", "latest_features"]
 
@@ -146,7 +147,8 @@ def _member(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
     if kind not in ("mlp", "multi_exit") or (output is not None) != (kind == "multi_exit"):
         raise ModelFileError(f"model kind '{kind}' has no NumPy forward; NumPy serves "
                              "'mlp', one exit of 'multi_exit', and 'constant' "
-                             "(use onnx_export or torch for others)")
+                             "(serve other kinds with SelfDistillClassifier.load() or "
+                             "`selfdistill predict`)")
     act = _ACTIVATIONS.get(spec.get("activation", "relu"))
     if act is None:
         raise ModelFileError(f"activation {spec.get('activation')!r} is not one of: "
@@ -218,11 +220,7 @@ class NumpyModel:
         """
         if x.shape != (self._n_features,):
             raise DataError(f"expected ({self._n_features},) features, got {x.shape}")
-        z = self._selected.logits(self._clip_raw(x.astype(np.float64, copy=False)))
-        z = z - z.max()
-        np.exp(z, out=z)
-        z /= z.sum()
-        return z
+        return softmax(self._selected.logits(self._clip_raw(x.astype(np.float64, copy=False))))
 
     def _as_2d(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
         if isinstance(x, pd.DataFrame):
@@ -249,25 +247,16 @@ class NumpyModel:
         """
         if isinstance(x, np.ndarray) and x.ndim == 1:
             return self.predict_proba_one(x)
-        return _softmax(self._selected.logits(self._clip_raw(self._as_2d(x))))
+        return softmax(self._selected.logits(self._clip_raw(self._as_2d(x))))
 
     def predict_proba_members(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
         """(M, N, C) probabilities of every member (for generation disagreement)."""
         z = self._clip_raw(self._as_2d(x))
-        return np.stack([_softmax(m.logits(z)) for m in self._members])
+        return np.stack([softmax(m.logits(z)) for m in self._members])
 
     def predict(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
         """(N,) class labels (values of ``classes``) of the selected member."""
         return np.asarray(self.classes[self.predict_proba(self._as_2d(x)).argmax(axis=1)])
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """(N, C) logits -> (N, C) float64 probabilities."""
-    z = np.array(logits, dtype=np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
 
 
 def latest_features(candles: pd.DataFrame, feature_config: Mapping[str, Any] | None,

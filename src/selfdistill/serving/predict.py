@@ -21,6 +21,7 @@ from selfdistill.features import Scaler
 from selfdistill.methods.base import Member
 from selfdistill.modelio.bundle import MANIFEST, ModelBundle, load_bundle_models
 from selfdistill.modelio.jsonio import refuse_pickle
+from selfdistill.training.loop import probabilities
 
 __all__ = ["predict_candles", "resolve_model_dir"]
 
@@ -47,13 +48,13 @@ def resolve_model_dir(path: Path, method: str | None) -> Path:
 
 
 def _features(bundle: ModelBundle, candles: pd.DataFrame) -> pd.DataFrame:
-    from selfdistill.config import FeaturesConfig
     from selfdistill.features import compute_features
 
-    if bundle.feature_config is None:
+    cfg = bundle.features  # volume pinned to what training used
+    if cfg is None:
         raise ModelFileError(f"'{bundle.path}' stores no feature config (trained on custom "
                              "features); predict with SelfDistillClassifier.load() instead")
-    feats = compute_features(candles, FeaturesConfig.model_validate(bundle.feature_config))
+    feats = compute_features(candles, cfg)
     missing = [c for c in bundle.feature_names if c not in feats.columns]
     if missing:
         raise ModelFileError(f"'{bundle.path}' expects features {missing} that its feature "
@@ -61,23 +62,50 @@ def _features(bundle: ModelBundle, candles: pd.DataFrame) -> pd.DataFrame:
     return feats[list(bundle.feature_names)]
 
 
-def _no_complete_row(bundle: ModelBundle, n_candles: int) -> None:
-    from selfdistill.config import FeaturesConfig
+def _no_complete_row(bundle: ModelBundle, candles: pd.DataFrame, policy: str) -> None:
     from selfdistill.features import feature_warmup
 
-    warmup = feature_warmup(FeaturesConfig.model_validate(bundle.feature_config))
-    raise DataError(f"none of the {n_candles} candles has complete features: the model's "
-                    f"features need {warmup} bars of gap-free history before a bar; pass at "
-                    f"least {warmup + 1} candles")
+    warmup = feature_warmup(bundle.features)
+    gaps = int(candles["gap_before"].sum()) if "gap_before" in candles.columns else 0
+    hint = (f"; {gaps} gaps are marked as missing candles (gap policy '{policy}'): if this "
+            "market closes regularly (stock hours, weekdays), pass --gaps sessions"
+            if gaps else f"; pass at least {warmup + 1} candles")
+    raise DataError(f"none of the {len(candles)} candles has complete features: the model's "
+                    f"features need {warmup} bars of gap-free history before a bar{hint}")
 
 
-def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
+def _gap_policy(bundle: ModelBundle, candles: pd.DataFrame, gaps: str | None) -> pd.DataFrame:
+    """Candles under ``gaps``, else the gap policy the model was trained with."""
+    from selfdistill.data.sessions import apply_gap_policy
+
+    policy = gaps or bundle.gap_policy or "auto"  # auto: models saved before it was stored
+    return apply_gap_policy(candles, policy, source="the candles")
+
+
+def _check_finite(chosen: np.ndarray, index: pd.Index, bundle: ModelBundle) -> None:
+    """Refuse NaN / inf probabilities instead of reporting them as a regime."""
+    bad = ~np.isfinite(chosen).all(axis=1)
+    if bad.any():
+        raise ModelFileError(
+            f"'{bundle.path}' gives non-finite probabilities for {int(bad.sum())} of "
+            f"{len(chosen)} bars (first at {index[int(np.argmax(bad))]}): its weights, "
+            "scaler or temperature are broken; retrain the model or restore its files")
+
+
+def predict_candles(model_dir: Path, candles: pd.DataFrame, *,
+                    gaps: str | None = None) -> pd.DataFrame:
     """Per bar: class probabilities, predicted regime and uncertainty.
 
     Rows whose features are incomplete (warm-up bars, windows across a gap) get
-    NaN probabilities and no regime.
+    NaN probabilities and no regime. ``gaps`` overrides the gap policy the model was
+    trained with (``mark``, ``sessions``, ``error``, ``auto``).
+
+    Raises:
+        ModelFileError: the model files are broken (non-finite probabilities included).
+        DataError: no candle has complete features (the message says why).
     """
     models, bundle = load_bundle_models(model_dir)
+    candles = _gap_policy(bundle, candles, gaps)
     if bundle.scaler is None:
         raise ModelFileError(f"'{bundle.path}' stores no scaler statistics")
     windows = {int(meta["spec"].get("window", 0)) for meta in bundle.member_meta
@@ -86,7 +114,7 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     raw = feats.to_numpy(dtype=np.float64)
     ok = np.isfinite(raw).all(axis=1)
     if not ok.any():
-        _no_complete_row(bundle, len(candles))
+        _no_complete_row(bundle, candles, gaps or bundle.gap_policy or "auto")
     x = torch.as_tensor(Scaler.from_dict(bundle.scaler).transform(raw[ok]), dtype=torch.float32)
     if windows:
         from selfdistill.nn.windows import make_windows
@@ -98,8 +126,9 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame) -> pd.DataFrame:
     logits = [m.logits(x).double() for m in members]
     # disagreement uses the members' own probabilities (as the run does); the reported
     # probabilities are the selected member's, calibrated by its validation temperature
-    probs = np.stack([torch.softmax(z, dim=-1).numpy() for z in logits])  # (M, N_ok, C)
-    chosen = torch.softmax(logits[bundle.selected] / bundle.temperature, dim=-1).numpy()
+    probs = np.stack([probabilities(z) for z in logits])  # (M, N_ok, C)
+    chosen = probabilities(logits[bundle.selected], temperature=bundle.temperature)
+    _check_finite(chosen, feats.index[ok], bundle)
     return _frame(feats.index, ok, probs, chosen, bundle)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +35,7 @@ __all__ = [
     "fit",
     "make_optimizer",
     "predict_logits",
+    "probabilities",
 ]
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,16 @@ def predict_logits(model: nn.Module, x: Tensor, rows: Tensor | None = None,
         outs.append(model(xb))
     model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
+
+
+def probabilities(logits: Tensor, *, temperature: float = 1.0) -> np.ndarray:
+    """(B, C) float64 NumPy probabilities ``softmax(logits / temperature)`` of (B, C) logits.
+
+    Computed by ``torch.softmax`` in float64: the one conversion from a network's
+    logits to the probabilities that metrics, selection and predictions read.
+    """
+    probs: np.ndarray = torch.softmax(logits.double() / temperature, dim=-1).cpu().numpy()
+    return probs
 
 
 class _BestEpoch:
