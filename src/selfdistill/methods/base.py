@@ -35,6 +35,9 @@ class TrainData:
         train_rows / val_rows: int64 indices into ``x``.
         unlabeled_rows: rows a self-supervised method may use without labels
             (training bars only; never validation or test).
+        positions: (N,) int64 bar position of each row in the candles (``LabelSet.start``),
+            or None when unknown; a jump of more than one bar between consecutive rows
+            marks dropped bars (a gap), where a sequence model starts a new sequence.
     """
 
     x: Tensor
@@ -45,6 +48,7 @@ class TrainData:
     class_names: tuple[str, ...] = ("bull", "bear", "sideways")
     feature_names: tuple[str, ...] = ()
     unlabeled_rows: Tensor | None = None
+    positions: Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -74,7 +78,17 @@ class Member:
     info: dict[str, Any] = field(default_factory=dict)
 
     def logits(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
-        """(B, C) logits of this member for ``x[rows]``."""
+        """(B, C) logits of this member for ``x[rows]``.
+
+        A ``sequential`` model (the causal HMM) reads the rows of ``x`` as one time
+        series, row t from rows <= t: it runs once over every row of ``x`` and the
+        requested rows are picked from that, so a row's output never depends on the
+        batch or on which other rows were asked for.
+        """
+        if getattr(self.model, "sequential", False):
+            with torch.no_grad():
+                out: Tensor = self.model.eval()(x)  # (N, C), all rows in time order
+            return out if rows is None else out[rows]
         if self.output is None:
             return predict_logits(self.model, x, rows)
         return predict_logits(ExitSelect(self.model, self.output), x, rows)
