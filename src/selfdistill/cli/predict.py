@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from selfdistill.errors import ConfigError
+from selfdistill.errors import ConfigError, Interrupted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,20 +48,50 @@ def register(app: typer.Typer) -> None:
                                         "(default: CSV on standard output)."),
         method: str | None = typer.Option(None, "--method", help="With a run directory: "
                                           "which method's models (default born_again)."),
+        gaps: str | None = typer.Option(None, "--gaps", help="Gap policy: mark, sessions, "
+                                        "error or auto (default: the one the model was "
+                                        "trained with)."),
+        time_format: str | None = typer.Option(None, "--time-format", help="How text dates "
+                                               "are read: dayfirst, monthfirst or a strptime "
+                                               "format like '%d.%m.%Y %H:%M' (default: "
+                                               "inferred)."),
     ) -> None:
         """Regime probabilities, predicted regime and uncertainty for every bar."""
-        from selfdistill.data.files import load_candles_file
-        from selfdistill.modelio.bundle import read_bundle
-        from selfdistill.serving.predict import predict_candles, resolve_model_dir
+        _check_options(gaps, time_format)
+        try:
+            _predict(model, candles, out, method, gaps, time_format)
+        except KeyboardInterrupt:  # typer would exit 130 without a word
+            raise Interrupted("interrupted; nothing was written (the output file is written "
+                              "whole or not at all)") from None
 
-        model_dir = resolve_model_dir(model, method)
-        interval = read_bundle(model_dir).extra.get("interval")
-        bars = load_candles_file(candles, interval=interval if isinstance(interval, str)
-                                 else None)
-        frame = predict_candles(model_dir, bars)
-        _write(frame, out)
-        if out is not None:
-            last = frame.dropna(subset=["regime"]).tail(1)
-            summary = (f"; last bar {last['open_time'].iloc[0]}: {last['regime'].iloc[0]}"
-                       if len(last) else "")
-            typer.echo(f"wrote {len(frame)} rows to {out}{summary}", err=True)
+
+def _check_options(gaps: str | None, time_format: str | None) -> None:
+    from selfdistill.data.sessions import GAP_POLICIES
+
+    if gaps is not None and gaps not in GAP_POLICIES:
+        raise ConfigError(f"--gaps {gaps!r} is not one of {', '.join(GAP_POLICIES)}")
+    if time_format is not None and time_format not in ("dayfirst", "monthfirst") \
+            and "%" not in time_format:
+        raise ConfigError(f"--time-format {time_format!r} is not 'dayfirst', 'monthfirst' or a "
+                          "strptime format such as '%d/%m/%Y %H:%M'")
+
+
+def _predict(model: Path, candles: Path, out: Path | None, method: str | None,
+             gaps: str | None, time_format: str | None) -> None:
+    from selfdistill.data.files import load_candles_file
+    from selfdistill.modelio.bundle import read_bundle
+    from selfdistill.serving.predict import predict_candles, resolve_model_dir
+
+    model_dir = resolve_model_dir(model, method)
+    bundle = read_bundle(model_dir)
+    interval = bundle.extra.get("interval")
+    bars = load_candles_file(candles, interval=interval if isinstance(interval, str) else None,
+                             gaps="error" if gaps == "error" else "mark",
+                             time_format=time_format, time_format_hint=bundle.time_format)
+    frame = predict_candles(model_dir, bars, gaps=gaps)
+    _write(frame, out)
+    if out is not None:
+        last = frame.dropna(subset=["regime"]).tail(1)
+        summary = (f"; last bar {last['open_time'].iloc[0]}: {last['regime'].iloc[0]}"
+                   if len(last) else "")
+        typer.echo(f"wrote {len(frame)} rows to {out}{summary}", err=True)

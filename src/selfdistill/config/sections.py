@@ -133,8 +133,20 @@ class DataConfig(Section):
     # more than 2% of bars, else mark.
     gaps: Literal["auto", "mark", "error", "sessions"] = "auto"
     interval: Interval | None = None  # bar interval for CSV / Parquet (inferred when None)
+    # How text dates are read: None infers it from the whole column (ISO, or the one
+    # day/month order that reads every value in time order); "dayfirst" / "monthfirst",
+    # or a strptime format such as "%d.%m.%Y %H:%M", forces it.
+    time_format: str | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     bybit: BybitSourceConfig = Field(default_factory=BybitSourceConfig)
+
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, v: str | None) -> str | None:
+        if v is None or v in ("dayfirst", "monthfirst") or "%" in v:
+            return v
+        raise ValueError("must be 'dayfirst', 'monthfirst' or a strptime format such as "
+                         "'%d/%m/%Y %H:%M'")
 
     @model_validator(mode="after")
     def _path_for_files(self) -> DataConfig:
@@ -154,6 +166,9 @@ class FeaturesConfig(Section):
     ma_windows: list[PositiveInt] = Field(default_factory=lambda: [12, 48])
     skew_window: Annotated[int, Field(ge=3)] = 48
     scaler: Literal["standard", "robust", "none"] = "standard"
+    # Volume features: auto drops them when volume is constant (FX / index exports often
+    # carry volume 0); on keeps them (an error on constant volume); off drops them.
+    volume: Literal["auto", "on", "off"] = "auto"
 
 
 class LabelsConfig(Section):

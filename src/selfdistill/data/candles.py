@@ -290,6 +290,7 @@ def _apply_gap_policy(df: pd.DataFrame, interval: str | None, gaps: GapPolicy,
     if interval is None:
         interval = infer_interval(index)
         if interval is None and len(index) > 1:
+            _refuse_jitter(index, source)
             logger.warning("%s: bar interval not recognised; gaps are not checked", source)
     gap_frame = pd.DataFrame({"start": index[:0], "end": index[:0],
                               "missing": np.zeros(0, np.int64)})
@@ -304,6 +305,39 @@ def _apply_gap_policy(df: pd.DataFrame, interval: str | None, gaps: GapPolicy,
     df["gap_before"] = index.isin(gap_frame["end"])
     df.attrs = {"interval": interval, "gaps": _gaps_to_attrs(gap_frame)}
     return df
+
+
+#: Spacings within this fraction of a bar interval are that interval, jittered.
+_JITTER = 0.1
+
+
+def _refuse_jitter(index: pd.DatetimeIndex, source: str) -> None:
+    """Raise when the bars look like a known interval whose open times are off its grid.
+
+    Open times a few seconds off (``13:00:07``) defeat interval inference; say so, and
+    where, instead of failing later for want of an interval.
+    """
+    diffs = np.diff(index.as_unit("ns").asi8)
+    median = float(np.median(diffs))
+    for name in INTERVALS:
+        step = interval_to_timedelta(name)
+        if step is None or abs(median - step.value) > _JITTER * step.value:
+            continue
+        off = np.flatnonzero(diffs % step.value != 0) + 1
+        if len(off) == 0:
+            return
+        pos = int(off[0])
+        raise DataError(
+            f"{source}: the bars look like interval '{name}' but their open times are off "
+            f"its grid: {_where(index, pos)} is {index[pos] - index[pos - 1]} after row "
+            f"{pos - 1} ({index[pos - 1]}){_more(len(off))}; candle open times must be whole "
+            f"bars apart: round them to the bar (e.g. index.floor('{_pandas_freq(step)}')) "
+            "or fix the export")
+
+
+def _pandas_freq(step: pd.Timedelta) -> str:
+    minutes = int(step.total_seconds() // 60)
+    return f"{minutes // 1440}D" if minutes % 1440 == 0 else f"{minutes}min"
 
 
 def _gaps_to_attrs(gap_frame: pd.DataFrame) -> dict[str, list]:

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from selfdistill.data.dates import forced_format, parse_text_times
 from selfdistill.errors import DataError
 
 __all__ = ["COLUMN_ALIASES", "TIMESTAMP_ALIASES", "accepted_spellings", "normalise_columns",
@@ -59,8 +60,9 @@ def accepted_spellings(columns: Iterable[str]) -> str:
     return "; ".join(parts)
 
 
-def normalise_columns(df: pd.DataFrame, *, source: str = "candles",
-                      copy: bool = True) -> pd.DataFrame:
+def normalise_columns(df: pd.DataFrame, *, source: str = "candles", copy: bool = True,
+                      time_format: str | None = None, hint: str | None = None
+                      ) -> pd.DataFrame:
     """Rename candle columns to canonical names and index by UTC open time.
 
     Accepted spellings are in :data:`COLUMN_ALIASES` (e.g. ``Open``, ``OPEN``,
@@ -74,10 +76,14 @@ def normalise_columns(df: pd.DataFrame, *, source: str = "candles",
         source: what to call the data in messages.
         copy: False skips copying the values, so the result may share memory
             with ``df`` (for callers that copy anyway).
+        time_format, hint: how text dates are read (see
+            :func:`selfdistill.data.dates.parse_text_times`).
 
     Returns:
         A new DataFrame with renamed columns and a UTC ``DatetimeIndex``
-        (nanosecond unit) named ``open_time``.
+        (nanosecond unit) named ``open_time``; when text dates were read with a
+        strptime format (``dd/mm/yyyy`` and the like, inferred or forced),
+        ``attrs["time_format"]`` records it.
 
     Raises:
         DataError: two columns mean the same thing, no timestamp can be found,
@@ -86,15 +92,17 @@ def normalise_columns(df: pd.DataFrame, *, source: str = "candles",
     mapping = _rename_map(df.columns, source)
     out = df.copy(deep=copy)
     out.columns = pd.Index([mapping.get(col, col) for col in df.columns])
-    if isinstance(out.index, pd.DatetimeIndex):
-        index = parse_timestamps(out.index, name="index", source=source)
-    elif _key(out.index.name) in TIMESTAMP_ALIASES:
-        index = parse_timestamps(out.index, name=str(out.index.name), source=source)
+    if isinstance(out.index, pd.DatetimeIndex) or _key(out.index.name) in TIMESTAMP_ALIASES:
+        values: pd.Series | pd.Index = out.index
+        name = "index" if isinstance(out.index, pd.DatetimeIndex) else str(out.index.name)
     else:
         col = _timestamp_column(out.columns, source)
-        index = parse_timestamps(out[col], name=str(col), source=source)
+        values, name = out[col], str(col)
         out = out.drop(columns=[col])
+    index, fmt = _parse(values, name=name, source=source, time_format=time_format, hint=hint)
     out.index = index
+    if "%" in fmt:  # a numeric date format was inferred or forced: remember which
+        out.attrs = {**df.attrs, "time_format": fmt}
     return out
 
 
@@ -149,21 +157,30 @@ def parse_timestamps(values: pd.Series | pd.Index, *, name: str = "timestamp",
     Raises:
         DataError: a value is missing or unparseable (names row, column, value).
     """
+    return _parse(values, name=name, source=source)[0]
+
+
+def _parse(values: pd.Series | pd.Index, *, name: str, source: str,
+           time_format: str | None = None, hint: str | None = None
+           ) -> tuple[pd.DatetimeIndex, str]:
+    """The UTC ``open_time`` index and how it was read (see :func:`parse_timestamps`)."""
     raw = pd.Series(values, copy=False).reset_index(drop=True)
     _raise_if_null(raw, name, source)
+    fixed = forced_format(time_format)
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        parsed = raw.dt.tz_convert("UTC")
+        parsed, fmt = raw.dt.tz_convert("UTC"), "datetime"
     elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        parsed = raw.dt.tz_localize("UTC")
+        parsed, fmt = raw.dt.tz_localize("UTC"), "datetime"
     elif pd.api.types.is_bool_dtype(raw.dtype):
         raise DataError(f"{source}: column '{name}' holds booleans, not timestamps")
-    elif pd.api.types.is_numeric_dtype(raw.dtype):
-        parsed = _from_epoch(raw, name, source)
-    elif _is_number(raw.iloc[0]):  # epoch numbers stored as text (e.g. Bybit's JSON)
-        parsed = _from_epoch(_epoch_text_to_numbers(raw, name, source), name, source)
+    elif fixed is None and pd.api.types.is_numeric_dtype(raw.dtype):
+        parsed, fmt = _from_epoch(raw, name, source)
+    elif fixed is None and _is_number(raw.iloc[0]):  # epoch numbers as text (Bybit's JSON)
+        parsed, fmt = _from_epoch(_epoch_text_to_numbers(raw, name, source), name, source)
     else:
-        parsed = _from_strings(raw.astype(str), name, source)
-    return pd.DatetimeIndex(parsed, name=_TIME_INDEX_NAME).as_unit("ns")
+        parsed, fmt = parse_text_times(raw.astype(str), name=name, source=source,
+                                       time_format=time_format, hint=hint)
+    return pd.DatetimeIndex(parsed, name=_TIME_INDEX_NAME).as_unit("ns"), fmt
 
 
 def _raise_if_null(raw: pd.Series, name: str, source: str) -> None:
@@ -175,13 +192,13 @@ def _raise_if_null(raw: pd.Series, name: str, source: str) -> None:
         )
 
 
-def _from_epoch(numbers: pd.Series, name: str, source: str) -> pd.Series:
+def _from_epoch(numbers: pd.Series, name: str, source: str) -> tuple[pd.Series, str]:
     magnitude = float(np.nanmax(np.abs(numbers.to_numpy(dtype=np.float64))))
     unit: Literal["s", "ms", "us", "ns"] = next(
         (u for limit, u in _EPOCH_UNITS if magnitude < limit), "ns"
     )
     try:
-        return pd.to_datetime(numbers, unit=unit, utc=True)
+        return pd.to_datetime(numbers, unit=unit, utc=True), f"epoch {unit}"
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
         raise DataError(
             f"{source}: column '{name}': epoch values (read as {unit}) are out of range "
@@ -206,19 +223,3 @@ def _epoch_text_to_numbers(raw: pd.Series, name: str, source: str) -> pd.Series:
             "time like the rows before it; fix the row or use one time format throughout"
         )
     return numbers
-
-
-def _from_strings(text: pd.Series, name: str, source: str) -> pd.Series:
-    try:
-        return pd.to_datetime(text, utc=True, format="ISO8601")
-    except (ValueError, TypeError, OverflowError):
-        pass  # not all ISO-8601: try other formats, then report the first failure
-    text = text.str.strip()
-    parsed = pd.to_datetime(text, utc=True, format="mixed", errors="coerce")
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        raise DataError(
-            f"{source}: row {bad[0]}, column '{name}': {text.iloc[bad[0]]!r} is not a "
-            "timestamp; use ISO-8601 (2024-01-31 13:00:00+00:00) or epoch seconds/ms"
-        )
-    return parsed

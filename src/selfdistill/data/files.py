@@ -37,7 +37,8 @@ _SNIFF_BYTES = 64 * 1024
 
 
 def load_candles_file(path: str | Path, *, interval: str | None = None,
-                      gaps: GapPolicy = "mark") -> pd.DataFrame:
+                      gaps: GapPolicy = "mark", time_format: str | None = None,
+                      time_format_hint: str | None = None) -> pd.DataFrame:
     """Load candles from a CSV or Parquet file, chosen by the file extension.
 
     ``.csv``, ``.csv.gz``, ``.txt``, ``.tsv`` are read as CSV; ``.parquet`` and
@@ -47,21 +48,28 @@ def load_candles_file(path: str | Path, *, interval: str | None = None,
         path: the file.
         interval: bar interval ("1" ... "720", "D", "W", "M"); inferred when None.
         gaps: gap policy, "mark" or "error" (see ``validate_candles``).
+        time_format: how text dates are read: None infers it (ISO-8601, or the one
+            day/month order that reads every value in time order), ``dayfirst`` /
+            ``monthfirst`` or a strptime format forces it (``data.time_format``).
+        time_format_hint: the format to prefer when the dates are ambiguous (a model's
+            training format).
 
     Returns:
-        Validated candles.
+        Validated candles; ``attrs["time_format"]`` records a strptime format the
+        times needed (numeric day/month dates).
 
     Raises:
         DataError: unknown extension, missing or malformed file, or bad candles.
     """
     file = Path(path)
-    if _kind(file) == "csv":
-        return load_csv(file, interval=interval, gaps=gaps)
-    return load_parquet(file, interval=interval, gaps=gaps)
+    load = load_csv if _kind(file) == "csv" else load_parquet
+    return load(file, interval=interval, gaps=gaps, time_format=time_format,
+                time_format_hint=time_format_hint)
 
 
-def load_csv(path: str | Path, *, interval: str | None = None,
-             gaps: GapPolicy = "mark") -> pd.DataFrame:
+def load_csv(path: str | Path, *, interval: str | None = None, gaps: GapPolicy = "mark",
+             time_format: str | None = None, time_format_hint: str | None = None
+             ) -> pd.DataFrame:
     """Load candles from a CSV file (optionally gzip-compressed).
 
     The separator (comma, semicolon, tab or pipe) is detected from the header.
@@ -73,11 +81,12 @@ def load_csv(path: str | Path, *, interval: str | None = None,
             applies the row and column.
     """
     file = _existing_file(path)
-    return _finish(_read_csv(file), file, interval, gaps)
+    return _finish(_read_csv(file), file, interval, gaps, time_format, time_format_hint)
 
 
-def load_parquet(path: str | Path, *, interval: str | None = None,
-                 gaps: GapPolicy = "mark") -> pd.DataFrame:
+def load_parquet(path: str | Path, *, interval: str | None = None, gaps: GapPolicy = "mark",
+                 time_format: str | None = None, time_format_hint: str | None = None
+                 ) -> pd.DataFrame:
     """Load candles from a Parquet file (via pyarrow).
 
     The time may be the DataFrame index stored in the file or a column.
@@ -91,7 +100,7 @@ def load_parquet(path: str | Path, *, interval: str | None = None,
         raw = pd.read_parquet(file, engine="pyarrow")
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{file}: cannot be read as Parquet ({_first_line(exc)})") from exc
-    return _finish(raw, file, interval, gaps)
+    return _finish(raw, file, interval, gaps, time_format, time_format_hint)
 
 
 def save_candles(df: pd.DataFrame, path: str | Path) -> None:
@@ -192,13 +201,18 @@ def _read_csv(file: Path) -> pd.DataFrame:
         raise DataError(f"{file}: cannot be read as CSV ({_first_line(exc)})") from exc
 
 
-def _finish(raw: pd.DataFrame, file: Path, interval: str | None,
-            gaps: GapPolicy) -> pd.DataFrame:
+def _finish(raw: pd.DataFrame, file: Path, interval: str | None, gaps: GapPolicy,
+            time_format: str | None, hint: str | None) -> pd.DataFrame:
     if len(raw) == 0:
         raise DataError(f"{file}: has a header but no candles")
-    df = normalise_columns(raw, source=str(file), copy=False)  # validate_candles copies
+    df = normalise_columns(raw, source=str(file), copy=False,  # validate_candles copies
+                           time_format=time_format, hint=hint)
+    fmt = df.attrs.get("time_format")
     ns = pd.DatetimeIndex(df.index).asi8
     if len(ns) > 1 and bool(np.all(ns[1:] < ns[:-1])):
         logger.info("%s: rows are newest-first; reversed into time order", file)
         df = df.iloc[::-1]
-    return validate_candles(df, interval=interval, gaps=gaps, source=str(file))
+    out = validate_candles(df, interval=interval, gaps=gaps, source=str(file))
+    if fmt is not None:
+        out.attrs["time_format"] = fmt
+    return out

@@ -308,7 +308,9 @@ def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: FoldResult,
     """Every lineage as a model directory; its selected member's calibration goes along."""
     common = model_metadata(cfg, scaler=result.scaler.to_dict(),
                             feature_names=list(ds.features.columns),
-                            class_names=list(ds.labels.class_names), interval=ds.interval)
+                            class_names=list(ds.labels.class_names), interval=ds.interval,
+                            gaps=ds.candles.attrs.get("gap_policy"),
+                            time_format=ds.candles.attrs.get("time_format"))
     for lineage in result.lineages:
         chosen = member_name(lineage.members[lineage.selected].keys)
         save_lineage_models(run_dir, lineage, common,

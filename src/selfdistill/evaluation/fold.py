@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from selfdistill.config import RunConfig
+from selfdistill.data.sessions import SESSION_GAP_SHARE, apply_gap_policy
 from selfdistill.errors import DataError
 from selfdistill.evaluation.metrics import classification_metrics
 from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
@@ -34,6 +35,7 @@ from selfdistill.training.device import resolve_device
 from selfdistill.training.loop import Callback
 
 __all__ = [
+    "SESSION_GAP_SHARE",
     "Dataset",
     "FoldResult",
     "apply_session_policy",
@@ -104,7 +106,8 @@ def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | 
 
         assert data.path is not None  # checked by the config schema
         source = str(data.path)
-        candles = load_candles_file(data.path, interval=data.interval, gaps=gaps)
+        candles = load_candles_file(data.path, interval=data.interval, gaps=gaps,
+                                    time_format=data.time_format)
         interval = data.interval or infer_interval(pd.DatetimeIndex(candles.index))
     else:
         from selfdistill.data.store import load_or_fetch
@@ -114,32 +117,16 @@ def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | 
     return apply_session_policy(candles, data.gaps, source=source), None, interval
 
 
-#: Under ``data.gaps: auto``, data whose gaps follow more than this share of bars
-#: is taken for a market with sessions (nights, weekends), not for missing candles.
-SESSION_GAP_SHARE = 0.02
-
-
 def apply_session_policy(candles: pd.DataFrame, policy: str, *, source: str = "candles"
                          ) -> pd.DataFrame:
     """Clear ``gap_before`` for markets that close regularly (``sessions`` / ``auto``).
 
     A stock market's nights and weekends are not missing candles: there, consecutive
     rows are consecutive bars. A 24/7 market's rare gaps (exchange maintenance) stay
-    marked, and features and labels never span them.
+    marked, and features and labels never span them. The resolved policy is kept in
+    ``attrs["gap_policy"]`` (model files store it; see :mod:`selfdistill.data.sessions`).
     """
-    if "gap_before" not in candles.columns or policy in ("mark", "error"):
-        return candles
-    share = float(candles["gap_before"].mean())
-    if policy == "auto" and share <= SESSION_GAP_SHARE:
-        return candles
-    if policy == "auto":
-        log.warning("%s: gaps follow %.1f%% of bars; treating them as market sessions "
-                    "(closed nights / weekends), consecutive rows as consecutive bars. "
-                    "Set data.gaps: mark to treat them as missing candles instead.",
-                    source, 100 * share)
-    out = candles.copy()
-    out["gap_before"] = False
-    return out
+    return apply_gap_policy(candles, policy, source=source)
 
 
 def build_dataset(cfg: RunConfig, candles: pd.DataFrame, truth: pd.Series | None = None,

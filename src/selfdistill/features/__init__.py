@@ -9,7 +9,15 @@
 
 from __future__ import annotations
 
-from selfdistill.features.causal import compute_features, feature_names, feature_warmup
+from selfdistill.features.causal import (
+    compute_features,
+    feature_names,
+    feature_warmup,
+    features_config,
+    pin_volume,
+    resolve_volume,
+)
 from selfdistill.features.scaler import SCALER_KINDS, Scaler
 
-__all__ = ["SCALER_KINDS", "Scaler", "compute_features", "feature_names", "feature_warmup"]
+__all__ = ["SCALER_KINDS", "Scaler", "compute_features", "feature_names", "feature_warmup",
+           "features_config", "pin_volume", "resolve_volume"]

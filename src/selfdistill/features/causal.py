@@ -11,6 +11,12 @@ NaN, because a close-to-close move across missing candles is not an n-bar move.
 Bar-local quantities (high-low range, volume, close position) and their trailing
 means are kept across gaps.
 
+Volume: ``features.volume: auto`` (the default) drops the volume feature when the
+candles' volume is constant (FX and index exports often carry volume 0 on every bar,
+which would leave no row with complete features); ``on`` keeps it (and refuses
+all-zero volume by name), ``off`` drops it. A model's stored feature config has the
+volume setting pinned (:func:`pin_volume`), so prediction computes the same columns.
+
 The features are scaled by :class:`selfdistill.features.scaler.Scaler`, fitted on
 training rows only.
 """
@@ -18,6 +24,8 @@ training rows only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +33,8 @@ import pandas as pd
 from selfdistill.config import FeaturesConfig
 from selfdistill.errors import DataError
 
-__all__ = ["compute_features", "feature_names", "feature_warmup"]
+__all__ = ["compute_features", "constant_volume", "feature_names", "feature_warmup",
+           "features_config", "pin_volume", "resolve_volume"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +55,14 @@ def feature_names(cfg: FeaturesConfig | None = None) -> list[str]:
 
     Returns:
         ``ret_{w}`` per return window, ``vol_{w}`` per volatility window, ``range``,
-        ``range_mean_{w}``, ``volume_rel_{w}``, ``close_pos``, ``ma_dist_{w}`` per
-        moving-average window, ``skew_{w}``.
+        ``range_mean_{w}``, ``volume_rel_{w}`` (unless ``volume`` is ``off``),
+        ``close_pos``, ``ma_dist_{w}`` per moving-average window, ``skew_{w}``.
     """
-    cfg = cfg or FeaturesConfig()
+    cfg = features_config(cfg)
     names = [f"ret_{w}" for w in _unique(cfg.return_windows)]
     names += [f"vol_{w}" for w in _unique(cfg.volatility_windows)]
-    names += ["range", f"range_mean_{cfg.range_window}", f"volume_rel_{cfg.volume_window}"]
+    names += ["range", f"range_mean_{cfg.range_window}"]
+    names += [f"volume_rel_{cfg.volume_window}"] if cfg.volume != "off" else []
     names += ["close_pos"]
     names += [f"ma_dist_{w}" for w in _unique(cfg.ma_windows)]
     names += [f"skew_{cfg.skew_window}"]
@@ -61,11 +71,73 @@ def feature_names(cfg: FeaturesConfig | None = None) -> list[str]:
 
 def feature_warmup(cfg: FeaturesConfig | None = None) -> int:
     """Bars of history the slowest feature needs: rows ``t < warmup`` may be NaN."""
-    cfg = cfg or FeaturesConfig()
+    cfg = features_config(cfg)
+    volume = [cfg.volume_window] if cfg.volume != "off" else []
     return max(
         *cfg.return_windows, *cfg.volatility_windows, *cfg.ma_windows,
-        cfg.volume_window, cfg.range_window, cfg.skew_window,
+        *volume, cfg.range_window, cfg.skew_window,
     )
+
+
+def features_config(cfg: FeaturesConfig | Mapping[str, Any] | None) -> FeaturesConfig:
+    """``cfg`` as a typed FeaturesConfig: defaults for None, a mapping validated.
+
+    Model files store the feature config as a plain mapping
+    (``ModelBundle.feature_config``); every function here accepts it as it is.
+
+    Raises:
+        DataError: the mapping is not a valid feature config.
+    """
+    if cfg is None:
+        return FeaturesConfig()
+    if isinstance(cfg, FeaturesConfig):
+        return cfg
+    from pydantic import ValidationError
+
+    try:
+        return FeaturesConfig.model_validate(dict(cfg))
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise DataError(f"invalid feature config {dict(cfg)!r}: "
+                        f"{str(exc).splitlines()[0]}") from exc
+
+
+def constant_volume(candles: pd.DataFrame) -> float | None:
+    """The volume every bar has when it is the same on all of them, else None."""
+    v = candles["volume"].to_numpy(dtype=np.float64)
+    if len(v) == 0 or not np.all(v == v[0]):
+        return None
+    return float(v[0])
+
+
+def resolve_volume(candles: pd.DataFrame, cfg: FeaturesConfig) -> FeaturesConfig:
+    """``cfg`` with ``volume: auto`` decided for these candles (``on`` / ``off``).
+
+    Raises:
+        DataError: ``volume: on`` and the volume is 0 on every bar.
+    """
+    const = constant_volume(candles) if len(candles) > 1 else None
+    if cfg.volume == "on" and const == 0.0:
+        raise DataError(f"volume is 0 on every one of the {len(candles)} candles (an FX or "
+                        "index export?), so the volume feature is undefined on every bar; set "
+                        "features.volume: off (or auto) to train without volume features")
+    if cfg.volume != "auto":
+        return cfg
+    if const is not None:
+        logger.warning("volume is constant (%g) on every one of the %d candles (an FX or index "
+                       "export?): volume features dropped (features.volume: auto; set on / off "
+                       "to choose)", const, len(candles))
+        return cfg.model_copy(update={"volume": "off"})
+    return cfg.model_copy(update={"volume": "on"})
+
+
+def pin_volume(cfg: FeaturesConfig | Mapping[str, Any] | None,
+               names: Sequence[str]) -> FeaturesConfig:
+    """``cfg`` with ``volume`` fixed to what the feature ``names`` of a trained model say."""
+    cfg = features_config(cfg)
+    if cfg.volume != "auto":
+        return cfg
+    used = any(str(n).startswith("volume_rel_") for n in names)
+    return cfg.model_copy(update={"volume": "on" if used else "off"})
 
 
 def _check_candles(candles: pd.DataFrame) -> None:
@@ -134,7 +206,8 @@ def _bar_features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
         # log(1 + v / mean): finite for zero volume, undefined when the window traded nothing
         rel = np.log1p(v / mean_volume)
         pos = (c - lo) / (h - lo)
-    out[f"volume_rel_{cfg.volume_window}"] = np.where(mean_volume > 0, rel, np.nan)
+    if cfg.volume != "off":
+        out[f"volume_rel_{cfg.volume_window}"] = np.where(mean_volume > 0, rel, np.nan)
     out["close_pos"] = np.where(h > lo, pos, 0.5)
     return out
 
@@ -149,22 +222,25 @@ def _trend_features(c: np.ndarray, log_close: np.ndarray, r1: np.ndarray,
     return out
 
 
-def compute_features(candles: pd.DataFrame, cfg: FeaturesConfig | None = None) -> pd.DataFrame:
+def compute_features(candles: pd.DataFrame,
+                     cfg: FeaturesConfig | Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Causal features: row t uses bars <= t only.
 
     Args:
         candles: validated candles (see ``selfdistill.data.candles``), N rows, with
             float columns open/high/low/close/volume and optionally a boolean
             ``gap_before`` marking the first bar after missing candles.
-        cfg: feature settings; defaults when None.
+        cfg: feature settings (a FeaturesConfig, or the mapping a model file stores);
+            defaults when None. ``volume: auto`` is decided on these candles
+            (:func:`resolve_volume`).
 
     Returns:
         (N, F) float64 frame with the same index as ``candles`` and the columns of
         :func:`feature_names`. Warm-up rows and return windows straddling a gap
         hold NaN.
     """
-    cfg = cfg or FeaturesConfig()
     _check_candles(candles)
+    cfg = resolve_volume(candles, features_config(cfg))
     o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in _REQUIRED)
     gaps = _gap_count(candles)
     log_close = np.log(c)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from selfdistill._version import __version__
-from selfdistill.errors import ModelFileError
+from selfdistill.errors import ModelFileError, SelfDistillError
 from selfdistill.modelio.jsonio import (
     FORMAT_VERSION,
     check_format_version,
@@ -43,6 +43,8 @@ from selfdistill.modelio.weights import load_arrays, load_model, save_model
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from selfdistill.config import FeaturesConfig
 
 __all__ = [
     "MANIFEST",
@@ -68,7 +70,9 @@ class ModelBundle:
     member chosen on validation (used by predict); ``temperature`` divides the logits
     (calibration, 1.0: none); ``scaler`` is the train-fitted scaler's ``to_dict()``
     (None: inputs already scaled); ``feature_config`` is the ``features`` config
-    section; ``extra`` holds anything else the writer stored (label config, ...).
+    section as stored (a mapping; :attr:`features` gives it typed); ``extra`` holds
+    anything else the writer stored (label config, interval, ``gaps``: the gap policy
+    the training data resolved to, ``time_format``: how its dates were read, ...).
     """
 
     path: Path
@@ -87,6 +91,31 @@ class ModelBundle:
     @property
     def n_members(self) -> int:
         return len(self.member_stems)
+
+    @property
+    def features(self) -> FeaturesConfig | None:
+        """The typed feature config (``volume`` pinned to what the model was trained on);
+        None for a model trained on custom features."""
+        if self.feature_config is None:
+            return None
+        from selfdistill.features import pin_volume
+
+        try:
+            return pin_volume(self.feature_config, self.feature_names)
+        except SelfDistillError as exc:
+            raise ModelFileError(f"'{self.path}': {exc}") from exc
+
+    @property
+    def gap_policy(self) -> str | None:
+        """The gap policy training resolved to (mark / sessions / error); None if unknown."""
+        policy = self.extra.get("gaps")
+        return policy if policy in ("mark", "sessions", "error") else None
+
+    @property
+    def time_format(self) -> str | None:
+        """How the training file's dates were read (a strptime format), if recorded."""
+        fmt = self.extra.get("time_format")
+        return fmt if isinstance(fmt, str) and fmt else None
 
 
 _CLASS_KINDS = {"i": int, "u": int, "f": float, "b": bool, "U": str}

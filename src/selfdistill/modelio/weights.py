@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +40,13 @@ from selfdistill.modelio.jsonio import (
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["load_arrays", "load_model", "read_metadata", "save_model"]
+__all__ = ["header_elements", "load_arrays", "load_model", "read_metadata", "save_model"]
 
 log = logging.getLogger(__name__)
+
+# A spec may describe at most this many times the weights in its file (plus the slack,
+# in elements) before it is built: more is refused without allocating it.
+_ALLOC_FACTOR, _ALLOC_SLACK = 2, 1_000_000
 
 
 def save_model(model: nn.Module, stem: str | Path, metadata: Mapping[str, Any]) -> Path:
@@ -108,7 +112,8 @@ def load_arrays(stem: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
     try:
         arrays = load(data)
     except Exception as exc:  # safetensors raises its own error types
-        raise ModelFileError(f"cannot parse weights of '{meta['_path']}': {exc}") from None
+        raise ModelFileError(f"cannot parse weights of '{meta['_path']}': {exc}") from exc
+    _refuse_non_finite(arrays.items(), meta)
     return arrays, meta
 
 
@@ -120,10 +125,70 @@ def load_model(stem: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     meta = read_metadata(stem)
     data = _verified_weights(meta)
+    _check_spec_size(meta, data)
     try:
         model = model_from_spec(meta["spec"])
         model.load_state_dict(load(data))
     except Exception as exc:
-        raise ModelFileError(f"cannot load the model of '{meta['_path']}': {exc}") from None
+        raise ModelFileError(f"cannot load the model of '{meta['_path']}': {exc}") from exc
+    _refuse_non_finite(((k, v.numpy()) for k, v in model.state_dict().items()), meta)
     model.eval()
     return model, meta
+
+
+def header_elements(data: bytes) -> int:
+    """Elements of all tensors a safetensors payload declares, read from its header only."""
+    import json
+
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if size < 2 or 8 + size > len(data):
+        raise ValueError("the safetensors header is missing or truncated")
+    header = json.loads(data[8:8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("the safetensors header is not a JSON object")
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise ValueError(f"tensor {name!r} has no valid shape")
+        total += int(np.prod(shape, dtype=object))
+    return total
+
+
+def _check_spec_size(meta: Mapping[str, Any], data: bytes) -> None:
+    """Refuse a spec that needs more weights than the file holds, before allocating it.
+
+    The spec is built on PyTorch's ``meta`` device (shapes only, no memory), so a
+    tampered spec (``hidden: [10**6, 10**6]``) is caught without allocating terabytes.
+    A spec within a small multiple of the file goes on to ``load_state_dict``, which
+    checks every shape exactly (and costs at most that much memory).
+    """
+    import torch
+
+    from selfdistill.nn.registry import model_from_spec
+
+    path = meta["_path"]
+    try:
+        have = header_elements(data)
+        with torch.device("meta"):
+            shell = model_from_spec(meta["spec"])
+        want = sum(t.numel() for t in shell.state_dict().values())
+    except Exception as exc:  # a malformed spec or header, whatever the builder raised
+        raise ModelFileError(f"cannot load the model of '{path}': {exc}") from exc
+    if want > _ALLOC_FACTOR * have + _ALLOC_SLACK:
+        raise ModelFileError(
+            f"cannot load the model of '{path}': its spec describes {want:,} weights but the "
+            f"weights file holds {have:,}; the spec was altered or belongs to another model, "
+            "so it is not built")
+
+
+def _refuse_non_finite(tensors: Iterable[tuple[str, np.ndarray]],
+                       meta: Mapping[str, Any]) -> None:
+    """A model whose weights hold NaN or inf would predict garbage with exit 0: refuse it."""
+    for name, values in tensors:
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            raise ModelFileError(
+                f"'{meta['_path']}': weight '{name}' holds NaN or infinite values (training "
+                "diverged, or the file was altered); retrain the model")

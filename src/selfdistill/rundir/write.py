@@ -23,6 +23,7 @@ import pandas as pd
 from selfdistill._version import __version__
 from selfdistill.atomic import atomic_write, atomic_write_bytes
 from selfdistill.config import RunConfig, dump_config
+from selfdistill.features import pin_volume
 from selfdistill.modelio.bundle import save_bundle
 from selfdistill.rundir.layout import (
     BACKTEST_FILE,
@@ -97,11 +98,21 @@ def write_json(path: str | Path, payload: Any) -> None:
 
 
 def model_metadata(cfg: RunConfig, *, scaler: dict[str, Any], feature_names: list[str],
-                   class_names: list[str], interval: str | None) -> dict[str, Any]:
-    """What a model file needs besides its weights to predict on new candles."""
+                   class_names: list[str], interval: str | None,
+                   gaps: str | None = None, time_format: str | None = None) -> dict[str, Any]:
+    """What a model file needs besides its weights to predict on new candles.
+
+    Besides the feature config (with ``volume`` as training resolved it), the gap policy
+    the training data resolved to (``gaps``: mark / sessions / error; ``auto`` is never
+    stored when it was decided) and the date format its file was read with
+    (``time_format``), so ``selfdistill predict`` treats new candles the same way.
+    """
+    features = pin_volume(cfg.features, feature_names).model_dump(mode="json")
+    policy = gaps or (cfg.data.gaps if cfg.data.gaps != "auto" else None)
     return {"class_names": class_names, "feature_names": feature_names, "scaler": scaler,
-            "features": cfg.features.model_dump(mode="json"),
-            "labels": cfg.labels.model_dump(mode="json"), "interval": interval}
+            "features": features, "labels": cfg.labels.model_dump(mode="json"),
+            "interval": interval, "gaps": policy,
+            "time_format": time_format or cfg.data.time_format}
 
 
 def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
@@ -122,7 +133,8 @@ def save_lineage_models(run_dir: Path, lineage: Lineage, common: dict[str, Any],
         selected=lineage.selected, method=lineage.method, scaler=common["scaler"],
         temperature=temperature,
         feature_config=common["features"],
-        extra={k: common[k] for k in ("class_names", "labels", "interval") if k in common})
+        extra={k: common[k] for k in ("class_names", "labels", "interval", "gaps", "time_format")
+               if k in common})
     return [directory / f"member_{i}.json" for i in range(len(members))]
 
 

@@ -266,10 +266,9 @@ def latest_features(candles: pd.DataFrame, feature_config: Mapping[str, Any] | N
     Every feature is a trailing window, so the last ``warmup + 1`` bars give the
     same row as the full history. Raises DataError when the newest row is incomplete.
     """
-    from selfdistill.config import FeaturesConfig
-    from selfdistill.features import compute_features, feature_warmup
+    from selfdistill.features import compute_features, feature_warmup, pin_volume
 
-    cfg = FeaturesConfig.model_validate(feature_config or {})
+    cfg = pin_volume(feature_config, feature_names)  # the model's volume setting, not auto
     tail = candles.iloc[-(feature_warmup(cfg) + 2):]
     row = compute_features(tail, cfg)[list(feature_names)].to_numpy(dtype=np.float64)[-1]
     if not np.isfinite(row).all():
