@@ -18,7 +18,7 @@ import pytest
 
 from bybit_server import FakeBybit, Fault
 from selfdistill.data.bybit import BybitClient
-from selfdistill.data.bybit.ratelimit import RetryPolicy, TokenBucket, max_in_window
+from selfdistill.data.bybit.ratelimit import Cancelled, RetryPolicy, TokenBucket, max_in_window
 from selfdistill.data.bybit.reply import parse_kline_rows
 from selfdistill.data.bybit.request import (
     MarketKey,
@@ -34,6 +34,7 @@ from selfdistill.errors import (
     ConfigError,
     DataError,
     ServerError,
+    TransportError,
 )
 
 KEY = MarketKey("linear", "BTCUSDT", "1")
@@ -307,6 +308,27 @@ def test_an_error_in_a_later_window_is_raised_not_a_cancellation(fake: FakeBybit
     with make_client(fake.url, concurrency=3) as client, \
             pytest.raises(BadRequestError, match="params error"):
         client.fetch(KEY, "2023-12-01", END)
+
+
+def test_a_later_windows_error_keeps_its_own_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    # regression: raised in place of the earlier window's cancellation, the error lost its
+    # cause (the httpx / socket error that says what went wrong)
+    client = make_client("http://127.0.0.1:9", concurrency=2)  # never contacted
+    first, second = object(), object()
+
+    def fetch_window(key: MarketKey, window: object, cancel: threading.Event) -> object:
+        if window is first:  # still working when the later window fails
+            cancel.wait(5.0)
+            raise Cancelled
+        try:
+            raise ConnectionResetError("connection reset by peer")
+        except ConnectionResetError as exc:
+            raise TransportError("GET /v5/market/kline: connection reset") from exc
+
+    monkeypatch.setattr(client, "fetch_window", fetch_window)
+    with client, pytest.raises(TransportError, match="connection reset") as info:
+        list(client.fetch_windows(KEY, [first, second]))  # type: ignore[list-item]
+    assert isinstance(info.value.__cause__, ConnectionResetError)
 
 
 def test_concurrency_is_bounded(fake: FakeBybit) -> None:

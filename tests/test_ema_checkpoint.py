@@ -99,8 +99,9 @@ def test_init_from_pretrained_copies_the_encoder(run: tuple[Path, PretrainResult
 def test_init_from_pretrained_rejects_another_architecture(
         run: tuple[Path, PretrainResult]) -> None:
     out, _ = run
-    with pytest.raises(ConfigError, match="kind=gru"):
+    with pytest.raises(ConfigError, match="kind=gru") as info:
         init_from_pretrained(WindowClassifier(4, 3, kind="gru", hidden=[8]), out)
+    assert isinstance(info.value.__cause__, RuntimeError)  # every mismatched key, for --debug
     with pytest.raises(ConfigError, match="hidden"):
         init_from_pretrained(WindowClassifier(4, 3, kind="cnn", hidden=[16]), out)
 

@@ -196,8 +196,9 @@ def test_truncated_weights_with_a_matching_hash_fail_to_parse(tmp_path: Path) ->
     _rewrite_json(tmp_path / "m" / "member_0.json", sha256=hashlib.sha256(short).hexdigest())
     with pytest.raises(ModelFileError, match="cannot"):
         load_model(tmp_path / "m" / "member_0")
-    with pytest.raises(ModelFileError, match="cannot parse"):
+    with pytest.raises(ModelFileError, match="cannot parse") as info:
         load_arrays(tmp_path / "m" / "member_0")
+    assert info.value.__cause__ is not None  # safetensors' own error, for --debug
 
 
 @pytest.mark.parametrize("name", [MANIFEST, "member_0.json"])
@@ -222,8 +223,9 @@ def test_spec_that_disagrees_with_the_weights_is_refused(tmp_path: Path) -> None
     _rewrite_json(tmp_path / "m" / "member_0.json", spec={"kind": "mlp", "n_features": 5,
                                                           "n_classes": 3, "hidden": [9]})
     _refresh_manifest_hash(tmp_path / "m")
-    with pytest.raises(ModelFileError, match="cannot load"):
+    with pytest.raises(ModelFileError, match="cannot load") as info:
         load_bundle_models(tmp_path / "m")
+    assert isinstance(info.value.__cause__, RuntimeError)  # torch's size mismatch, for --debug
 
 
 def test_member_files_may_not_leave_the_directory(tmp_path: Path) -> None:

@@ -101,8 +101,9 @@ def test_a_failed_check_leaves_no_file(model_dir: Path, tmp_path: Path,
 
 def test_a_broken_onnx_file_fails_cleanly(tmp_path: Path) -> None:
     (tmp_path / "x.onnx").write_bytes(b"not a model")
-    with pytest.raises(ModelFileError, match="cannot load ONNX"):
+    with pytest.raises(ModelFileError, match="cannot load ONNX") as info:
         OnnxModel(tmp_path / "x.onnx")
+    assert info.value.__cause__ is not None  # onnxruntime's own error, for --debug
 
 
 def test_onnxruntime_runs_without_torch_and_writes_no_telemetry(model_dir: Path,

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from selfdistill.cli import main
+from selfdistill.errors import DataError
 from selfdistill.evaluation import run_experiment
 from selfdistill.report import load_run, write_report
 from selfdistill.report.sections import SECTION_IDS, RunData, featured_output
 from selfdistill.report.tables import headline_rows, markdown_table
+from selfdistill.rundir.read import read_run_parquet
 from tiny_experiment import tiny_config
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
@@ -171,6 +174,21 @@ def test_a_damaged_run_file_is_named_in_one_line(run_dir: Path, tmp_path: Path,
     assert err.startswith(f"error: '{damaged / name}' cannot be read (")
     assert "the run directory is damaged" in err
     assert err.count("\n") == 1
+
+
+def test_a_damaged_file_keeps_the_readers_error_as_its_cause(run_dir: Path,
+                                                              tmp_path: Path) -> None:
+    # the one-line message keeps the reader's first line; --debug shows the rest (where)
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged)
+    (damaged / "config.yaml").write_bytes(b"a: [b")
+    with pytest.raises(DataError) as info:
+        load_run(damaged)
+    assert isinstance(info.value.__cause__, yaml.YAMLError)
+    (damaged / "predictions.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(DataError) as info:
+        read_run_parquet(damaged / "predictions.parquet")
+    assert isinstance(info.value.__cause__, OSError | ValueError)
 
 
 def test_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def load_run(run_dir: str | Path) -> RunData:
     try:
         config = yaml.safe_load(config_text) or {}
     except yaml.YAMLError as exc:
-        raise damaged(config_path, exc) from None
+        raise damaged(config_path, exc) from exc  # the message keeps only its first line
     return RunData(metrics=read_metrics(path), config=config,
                    config_text=config_text, predictions=read_predictions(path),
                    curves=read_curves(path), prices=prices)

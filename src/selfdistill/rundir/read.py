@@ -37,7 +37,7 @@ def read_run_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise damaged(path, exc) from None
+        raise damaged(path, exc) from exc  # the message keeps only its first line
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:

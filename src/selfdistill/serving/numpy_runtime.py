@@ -296,7 +296,7 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), sess_options=opts,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own error types
-            raise ModelFileError(f"cannot load ONNX model '{path}': {exc}") from None
+            raise ModelFileError(f"cannot load ONNX model '{path}': {exc}") from exc
         self.bundle = bundle
         self._input = self.session.get_inputs()[0].name
 

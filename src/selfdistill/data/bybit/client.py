@@ -308,8 +308,9 @@ class BybitClient:
                 while pending:
                     try:
                         result = pending.popleft().result()
-                    except Cancelled:  # a later window failed first: raise its error
-                        raise failures[0] from None
+                    except Cancelled:  # a later window failed first: raise its error,
+                        # with its own cause (an httpx error, say), not the cancellation
+                        raise failures[0] from failures[0].__cause__
                     _submit(pool, pending, work, todo)
                     yield result
             finally:

@@ -203,7 +203,7 @@ def load_pretrained_encoder(path: str | Path, *, which: str = "teacher") -> nn.M
         encoder.load_state_dict(_prefixed(tensors, f"{which}.encoder"))
     except RuntimeError as exc:
         raise ModelFileError(f"checkpoint '{path}' does not match its encoder spec: {exc}"
-                             ) from None
+                             ) from exc
     encoder.eval()
     return encoder
 
@@ -224,5 +224,5 @@ def init_from_pretrained(model: WindowClassifier, source: str | Path | nn.Module
         raise ConfigError(
             f"the pretrained encoder does not fit model kind={spec['kind']}, "
             f"n_features={spec['n_features']}, hidden={spec['hidden']}: use the model section "
-            f"the checkpoint was pretrained with ({str(exc).splitlines()[0]})") from None
+            f"the checkpoint was pretrained with ({str(exc).splitlines()[0]})") from exc
     return model
