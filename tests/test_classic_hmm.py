@@ -299,3 +299,17 @@ def test_fit_rejects_bad_inputs(kwargs: dict[str, object], match: str) -> None:
 def test_filter_rejects_bad_inputs(x: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         hmm.filter_proba(SIM, x)
+
+
+# the NumPy models need no torch --------------------------------------------------------------
+
+def test_the_numpy_models_import_no_torch_and_no_fitting_library() -> None:
+    """Their own imports (the package ``selfdistill.nn`` above them loads torch for the MLP)."""
+    import grimp
+
+    graph = grimp.build_graph("selfdistill", include_external_packages=True, cache_dir=None)
+    assert graph.chain_exists(importer="selfdistill.nn.classic.modules", imported="torch")
+    for module in ("hmm", "logistic", "checks"):
+        for heavy in ("torch", "hmmlearn", "sklearn"):
+            assert not graph.chain_exists(importer=f"selfdistill.nn.classic.{module}",
+                                          imported=heavy), (module, heavy)

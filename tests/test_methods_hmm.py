@@ -18,7 +18,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from selfdistill.config import RunConfig, parse_config
-from selfdistill.errors import ConfigError, ModelFileError, TrainingError
+from selfdistill.errors import ConfigError, DataError, ModelFileError, TrainingError
 from selfdistill.evaluation.fold import build_dataset, holdout_split, load_candles, make_train_data
 from selfdistill.methods import TrainData, get_method
 from selfdistill.methods import hmm as hmm_method
@@ -190,6 +190,13 @@ def test_stored_arrays_that_are_no_model_are_refused(fitted: HMMClassifier,
     _rewrite_weights(tmp_path / "hmm", {"transmat": np.ones((3, 3))})
     with pytest.raises(ModelFileError, match="transmat rows must be probability"):
         load_model(tmp_path / "hmm")
+
+
+def test_inputs_of_the_wrong_width_are_a_data_error(fitted: HMMClassifier) -> None:
+    with pytest.raises(DataError, match="x has 2 features, the model expects 9"):
+        fitted(torch.zeros(4, 2))
+    with pytest.raises(DataError, match="NaN/inf"):
+        fitted(torch.full((1, 9), float("nan")))
 
 
 def test_too_few_training_rows_is_a_training_error() -> None:
