@@ -350,5 +350,5 @@ def _param_errors(exc: ValidationError) -> str:
     for path, text in validation_messages(exc):
         loc = tuple(path.split("."))
         name = by_path.get(loc[:2]) or by_path.get(loc[:1]) or path
-        lines.append(f"{name}: {text}")
+        lines.append(f"{name}: {text}" if name else text)  # "": a cross-section message
     return "invalid SelfDistillClassifier parameter: " + "; ".join(lines)

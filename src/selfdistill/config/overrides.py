@@ -1,6 +1,7 @@
 """``--set key.sub=value`` overrides applied to a raw config mapping before validation.
 
-Values are parsed as YAML (``--set born_again.generations=8``, ``--set methods=[byot]``);
+Values are parsed as YAML (``--set born_again.generations=8``, ``--set methods=[byot]``),
+with the limits of :func:`selfdistill.config.yamlsafe.load_yaml` (aliases, nesting, size);
 the result is validated with the rest of the file by :func:`selfdistill.config.parse_config`.
 """
 
@@ -9,24 +10,28 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
+from selfdistill.config.yamlsafe import load_yaml
 from selfdistill.errors import ConfigError
 
 __all__ = ["apply_overrides"]
 
 
+def _short(item: str) -> str:
+    """``item`` as shown in a one-line message: control characters escaped, cut at 80."""
+    shown = item.encode("unicode_escape").decode("ascii") if not item.isprintable() else item
+    return shown if len(shown) <= 80 else shown[:60] + "..."
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise ConfigError(f"--set '{item}' must look like key=value, e.g. born_again.generations=8")
+        raise ConfigError(f"--set '{_short(item)}' must look like key=value, "
+                          "e.g. born_again.generations=8")
     key, _, text = item.partition("=")
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set '{item}' has an empty key; use dotted keys like training.lr=0.01")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set '{item}': value is not valid YAML ({exc})") from None
+        raise ConfigError(f"--set '{_short(item)}' has an empty key; use dotted keys like "
+                          "training.lr=0.01")
+    value = load_yaml(text, source=f"--set '{_short(item)}' value") if text.strip() else None
     return key.split("."), value
 
 
@@ -41,7 +46,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set '{item}': '{part}' is not a section")
+                raise ConfigError(f"--set '{_short(item)}': '{_short(part)}' is not a section")
             node = child
         node[path[-1]] = value
     return out

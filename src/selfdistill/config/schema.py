@@ -12,12 +12,20 @@ Top-level sections: ``data``, ``features``, ``labels``, ``split``, ``model``,
 
 from __future__ import annotations
 
+import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from selfdistill.config.checks import (
+    MAX_PARAMETERS,
+    estimated_parameters,
+    raw_problems,
+    suggest_key,
+)
 from selfdistill.config.overrides import apply_overrides
 from selfdistill.config.sections import (
     BacktestConfig,
@@ -40,6 +48,7 @@ from selfdistill.config.sections import (
     SplitConfig,
     TrainingConfig,
 )
+from selfdistill.config.yamlsafe import MAX_BYTES, decode_config, load_yaml
 from selfdistill.errors import ConfigError
 
 __all__ = [
@@ -65,6 +74,9 @@ METHOD_NAMES = (
     "logistic",
     "hmm",
 )
+
+#: A run name becomes a folder name (runs/<name>-<time>): one plain path component.
+_NAME = re.compile(r"\w[\w.\-]{0,99}")
 
 # --------------------------------------------------------------------------- root
 
@@ -109,6 +121,23 @@ class RunConfig(Section):
         raw["methods"] = [raw.pop("method")]
         return raw
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v):
+            raise ValueError("must be a plain file name: letters, digits, '_', '.', '-', "
+                             "starting with a letter or digit, at most 100 characters, no "
+                             "'/' (choose the folder with --out)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        """Checks across sections: what would otherwise fail minutes into a run."""
+        problems = _cross_section_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
@@ -122,6 +151,29 @@ class RunConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError(f"methods lists a method twice: {v}")
         return v
+
+
+def _cross_section_problems(cfg: RunConfig) -> list[str]:
+    """Messages, each starting with the field path, for settings that cannot run together."""
+    out = []
+    m, ev = cfg.model, cfg.evaluation
+    n = estimated_parameters(m.kind, m.hidden)
+    if n > MAX_PARAMETERS:
+        out.append(f"model.hidden: {m.hidden} makes a {m.kind} of about {n:,} parameters "
+                   f"({n * 4 / 1e9:,.1f} GB of weights); the most is {MAX_PARAMETERS:,} "
+                   f"({MAX_PARAMETERS * 4 / 1e9:g} GB): use narrower or fewer layers")
+    if ev.scheme == "holdout" and ev.folds != 1:
+        out.append(f"evaluation.folds: is {ev.folds} but scheme 'holdout' has one fold; "
+                   "use evaluation.scheme walk_forward or purged_kfold")
+    if ev.scheme == "purged_kfold" and ev.folds < 2:
+        out.append("evaluation.folds: purged_kfold needs at least 2 folds")
+    if "byot" in cfg.methods and (m.kind != "mlp" or len(m.hidden) < 2):
+        out.append(f"model: byot needs model.kind mlp with at least 2 layers in model.hidden "
+                   f"(an exit after each), got kind '{m.kind}', hidden {m.hidden}")
+    if "ema_teacher" in cfg.methods and m.kind == "mlp":
+        out.append("model.kind: ema_teacher pretrains a window encoder: set model.kind to "
+                   "cnn or gru")
+    return out
 
 
 # ------------------------------------------------------------------------ loading
@@ -150,8 +202,17 @@ def _branch_name(tag: str) -> str:
     return tag
 
 
-def _message(err: Any) -> str:
+#: Values in messages stay short, however large the value (a list of a million items).
+_SHORT = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 6, 4
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
+def _message(err: Any, root: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
+        guess = suggest_key(root, err["loc"])
+        if guess:
+            return f"unknown key; did you mean '{guess}'?"
         return "unknown key (check the spelling; see the config reference in README.md)"
     msg = str(err["msg"]).replace("Input should be", "must be")
     return msg.removeprefix("Value error, ")
@@ -162,25 +223,41 @@ def _wrong_type(err: Any) -> bool:
     return str(err["type"]).endswith(("_type", "_parsing")) or err["type"] == "none_required"
 
 
-def _union_text(entries: list[tuple[str, Any]]) -> str:
+def _union_text(entries: list[tuple[str, Any]], root: type[BaseModel]) -> str:
     """One message for a union field: the branches that nearly fit, else what is allowed."""
     near = [(branch, err) for branch, err in entries if not _wrong_type(err)]
     if not near:
         kinds = list(dict.fromkeys(branch for branch, _ in entries))
         return "must be " + " or ".join(kinds)
     if len(near) == 1:
-        return _message(near[0][1])
-    return "; or ".join(f"as {branch}: {_message(err)}" for branch, err in near)
+        return _message(near[0][1], root)
+    return "; or ".join(f"as {branch}: {_message(err, root)}" for branch, err in near)
 
 
-def validation_messages(exc: ValidationError) -> list[tuple[str, str]]:
-    """(field path, message) per bad field; a union field's branches give one message."""
+def _short(value: object) -> str:
+    text = _SHORT.repr(value)
+    return text if len(text) <= 100 else text[:96] + " ..."
+
+
+def _part(part: object) -> str:
+    return part if isinstance(part, str) and len(part) <= 60 else _short(part)
+
+
+def validation_messages(exc: ValidationError, root: type[BaseModel] | None = None
+                        ) -> list[tuple[str, str]]:
+    """(field path, message) per bad field; a union field's branches give one message.
+
+    ``root`` is the model validated (default :class:`RunConfig`): unknown keys are
+    matched against its fields for a did-you-mean. Cross-section messages start with
+    their own field path and come with the path ``""``.
+    """
+    root = RunConfig if root is None else root
     groups: dict[str, list[tuple[str, Any]]] = {}  # field path -> [(branch, error)]
     got: dict[str, str] = {}
     for err in exc.errors():
         loc = list(err["loc"])
         cut = next((i for i, part in enumerate(loc) if _is_branch(part)), len(loc))
-        path = ".".join(str(p) for p in loc[:cut]) or "(root)"
+        path = ".".join(_part(p) for p in loc[:cut])
         branch = ""
         if cut < len(loc):
             branch = _branch_name(str(loc[cut]))
@@ -190,20 +267,26 @@ def validation_messages(exc: ValidationError) -> list[tuple[str, str]]:
         groups.setdefault(path, []).append((branch, err))
         value = err.get("input")
         if err["type"] != "missing" and not isinstance(value, dict) and path not in got:
-            got[path] = f" (got {value!r})"
+            got[path] = f" (got {_short(value)})"
     out = []
     for path, entries in groups.items():
         if len(entries) == 1 and not entries[0][0]:
-            text = _message(entries[0][1])
+            text = _message(entries[0][1], root)
         else:
-            text = _union_text(entries)
+            text = _union_text(entries, root)
         out.append((path, f"{text}{got.get(path, '')}"))
     return out
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    return f"invalid config {source}: " + "; ".join(
-        f"{path}: {text}" for path, text in validation_messages(exc))
+#: Problems named in one message; the rest are counted ("and 7 more").
+_SHOWN_PROBLEMS = 4
+
+
+def _format_problems(problems: list[tuple[str, str]], source: str) -> str:
+    shown = [f"{path}: {text}" if path else text for path, text in problems[:_SHOWN_PROBLEMS]]
+    more = len(problems) - len(shown)
+    return (f"invalid config{' ' + source if source else ''}: " + "; ".join(shown)
+            + (f"; and {more} more" if more > 0 else ""))
 
 
 def parse_config(raw: dict[str, Any] | None, *, source: str = "") -> RunConfig:
@@ -213,25 +296,45 @@ def parse_config(raw: dict[str, Any] | None, *, source: str = "") -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(
             f"config {source} must be a mapping of sections, got {type(raw).__name__}")
+    problems = raw_problems(raw, RunConfig)
+    if problems:
+        raise ConfigError(_format_problems(problems, source))
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(_format_problems(validation_messages(exc), source)) from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with a clear error for a missing or malformed file."""
-    p = Path(path)
+def _read_bytes(p: Path) -> bytes:
+    if p.is_dir():
+        raise ConfigError(f"config file '{p}' is a directory; give a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{p}' is not valid YAML: {exc}") from None
+        with p.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{p}': {exc.strerror or exc}") from exc
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"config file '{p}' is larger than {MAX_BYTES:,} bytes; a config "
+                          "is a few kB (is it the right file?)")
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing, malformed or hostile file.
+
+    Limits and refusals (size, encoding, nesting, aliases, duplicate keys) are those of
+    :func:`selfdistill.config.yamlsafe.load_yaml`.
+    """
+    p = Path(path)
+    source = f"config file '{p}'"
+    raw = load_yaml(decode_config(_read_bytes(p), source=source), source=source)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file '{p}' must hold a mapping of sections")
+        raise ConfigError(f"{source} must hold a mapping of sections (section: value), "
+                          f"got {type(raw).__name__}")
     return raw
 
 

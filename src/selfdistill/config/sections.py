@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from selfdistill.config.intervals import INTERVALS, canonical_interval
+
 __all__ = [
     "INTERVALS",
     "AugmentConfig",
@@ -51,12 +53,6 @@ __all__ = [
     "TrainingConfig",
 ]
 
-#: Valid bar interval spellings, shortest first (Bybit v5 kline ``interval``): minutes, or
-#: D / W / M for day / week / month. Defined with the schema that checks them;
-#: :mod:`selfdistill.data.intervals` re-exports it, since data imports config, never the reverse.
-INTERVALS: tuple[str, ...] = (
-    "1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M",
-)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
@@ -69,13 +65,11 @@ def _interval_text(value: object) -> object:
 
 
 def _known_interval(value: str) -> str:
-    if value.strip() not in INTERVALS:
-        raise ValueError(f"must be one of {', '.join(INTERVALS)} "
-                         "(minutes, or D / W / M for day / week / month)")
-    return value.strip()
+    return canonical_interval(value)  # "1h" -> "60"; the error suggests a valid spelling
 
 
-#: Bybit spelling of a bar interval; an unquoted YAML number (60) is taken as "60".
+#: Bybit spelling of a bar interval; an unquoted YAML number (60) is taken as "60", and the
+#: common spellings (1m 5m 15m 1h 4h 1d 1w) as Bybit's (see selfdistill.config.intervals).
 Interval = Annotated[str, BeforeValidator(_interval_text), AfterValidator(_known_interval)]
 
 #: Seeds feed NumPy and torch generators: whole numbers from 0 to 2**63 - 1.
@@ -92,9 +86,16 @@ DateText = Annotated[str, BeforeValidator(_date_text)]
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently dropped."""
+    """Base of every config section: unknown keys are errors, not silently dropped.
 
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+    Checks every section needs (non-finite numbers, true / false where a number goes,
+    sizes) run over the raw mapping before validation, in :mod:`selfdistill.config.checks`,
+    so fields added later get them too.
+    """
+
+    # allow_inf_nan=False: .inf / .nan (and "inf" as text) are errors in every float field
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- data
