@@ -45,9 +45,9 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import data, predict, pretrain, report, run
+    from selfdistill.cli import data, live, predict, pretrain, report, run
 
-    for module in (data, predict, pretrain, report, run):
+    for module in (data, live, predict, pretrain, report, run):
         module.register(app)
 
 

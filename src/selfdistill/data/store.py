@@ -218,6 +218,32 @@ class CandleStore:
         write_dataset(self.path(key), data, manifest)
         return manifest
 
+    def merge(self, key: MarketKey, candles: pd.DataFrame, covered_until: pd.Timestamp, *,
+              replace: bool) -> Manifest:
+        """Add closed ``candles`` and extend the covered range to ``covered_until``, atomically.
+
+        For candles that arrive one by one (``selfdistill live``). With ``replace`` they
+        win over stored candles of the same open time (REST correcting the stream), else
+        the stored ones win. The covered range must stay contiguous.
+
+        Raises:
+            DataError: ``candles`` start after the covered end (a hole), or another
+                process holds the dataset's lock.
+        """
+        with self._locked(key):
+            held = self.manifest(key)
+            if held is not None and len(candles) and candles.index[0] > held.end:
+                raise DataError(f"{key}: candles from {candles.index[0]} would leave a hole "
+                                f"after the stored range, which ends at {held.end}")
+            stored = self._load(key) if held is not None else empty_candles()
+            parts = [f for f in ((candles, stored) if replace else (stored, candles)) if len(f)]
+            merged = pd.concat(parts).sort_index(kind="stable") if parts else empty_candles()
+            merged = merged[~merged.index.duplicated(keep="first")]
+            start = candles.index[0] if len(candles) else covered_until
+            if held is not None:
+                start, covered_until = min(held.start, start), max(held.end, covered_until)
+            return self.write(key, merged, start, covered_until)
+
     def export(self, key: MarketKey, out: str | Path, start: pd.Timestamp | None = None,
                end: pd.Timestamp | None = None) -> int:
         """Write stored candles to CSV or Parquet (chosen by ``out``'s extension); rows written."""

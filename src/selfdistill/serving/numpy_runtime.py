@@ -254,6 +254,15 @@ class NumpyModel:
         z = self._clip_raw(self._as_2d(x))
         return np.stack([softmax(m.logits(z)) for m in self._members])
 
+    def member_logits(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """(M, N, C) logits / T of every member, from (N, F) or (F,) raw features.
+
+        ``softmax(T * z)`` are a member's own probabilities (temperature 1, as generation
+        disagreement uses them), ``softmax(z)`` its calibrated ones.
+        """
+        z = self._clip_raw(self._as_2d(x))
+        return np.stack([m.logits(z) for m in self._members])
+
     def predict(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
         """(N,) class labels (values of ``classes``) of the selected member."""
         return np.asarray(self.classes[self.predict_proba(self._as_2d(x)).argmax(axis=1)])

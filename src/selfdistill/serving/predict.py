@@ -13,15 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from selfdistill.errors import ConfigError, DataError, ModelFileError
 from selfdistill.evaluation.uncertainty import disagreement, entropy
 from selfdistill.features import Scaler
-from selfdistill.methods.base import Member
 from selfdistill.modelio.bundle import MANIFEST, ModelBundle, load_bundle_models
 from selfdistill.modelio.jsonio import refuse_pickle
-from selfdistill.training.loop import probabilities
 
 __all__ = ["predict_candles", "resolve_model_dir"]
 
@@ -104,6 +101,11 @@ def predict_candles(model_dir: Path, candles: pd.DataFrame, *,
         ModelFileError: the model files are broken (non-finite probabilities included).
         DataError: no candle has complete features (the message says why).
     """
+    import torch  # here, not at the top: the helpers above serve the torch-free live path
+
+    from selfdistill.methods.base import Member
+    from selfdistill.training.loop import probabilities
+
     models, bundle = load_bundle_models(model_dir)
     candles = _gap_policy(bundle, candles, gaps)
     if bundle.scaler is None:

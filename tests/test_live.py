@@ -1,0 +1,304 @@
+"""The live loop end to end against the fake exchange (REST + WebSocket on one virtual clock).
+
+The fake stream (tests/ws_server.py) sends unconfirmed updates, drops the connection,
+duplicates, reorders, garbles and freezes; the fake REST exchange (tests/bybit_server.py)
+serves the same candles. Every test checks the loop against the exchange's truth: one
+signal line per closed candle, in order, none missed, none twice, none from an
+unconfirmed update, the store equal to REST, and the numbers equal to the batch
+prediction on the stored candles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bybit_server import FakeBybit
+from live_support import CLASSES, make_model, truth
+from selfdistill.data.bybit import BybitClient
+from selfdistill.data.bybit.ratelimit import RetryPolicy
+from selfdistill.data.bybit.request import MarketKey
+from selfdistill.data.store import CandleStore
+from selfdistill.errors import GapError
+from selfdistill.serving.live import LiveLoop, LiveSettings
+from selfdistill.serving.signals import predict_candles_numpy
+from selfdistill.serving.sinks import SignalSink
+from ws_server import FakeBybitStream, Fault, VirtualClock
+
+KEY = MarketKey("linear", "BTCUSDT", "1")
+START = pd.Timestamp("2024-03-01 00:00", tz="UTC")  # the stream's first candle
+MINUTE = pd.Timedelta(minutes=1)
+
+
+@contextlib.contextmanager
+def exchange(candles: int, faults: dict[int, Fault] | None = None, *,
+             gaps: tuple[tuple[str, str], ...] = (), pace: float = 0.002
+             ) -> Iterator[tuple[VirtualClock, FakeBybit, FakeBybitStream]]:
+    clock = VirtualClock(START)
+    rest = FakeBybit(history_start=str(START - 400 * MINUTE), clock=clock, gaps=list(gaps))
+    ws = FakeBybitStream(clock, first_open=str(START), candles=candles, faults=faults or {},
+                         gaps=list(gaps), pace=pace)
+    with rest, ws:
+        yield clock, rest, ws
+
+
+def settings(model: Path | Callable[[], Path], rest: FakeBybit, ws: FakeBybitStream,
+             clock: VirtualClock, tmp: Path, **changes: object) -> LiveSettings:
+    values: dict = {
+        "locate": model if callable(model) else (lambda: model), "key": KEY,
+        "ws_url": ws.url(), "base_url": rest.url, "data_dir": tmp / "store", "history": 200,
+        "stale_after": 0.3, "ping_interval": 0.1, "pong_timeout": 0.5, "reload_every": 0.05,
+        "commit_every": 0.05, "backoff": RetryPolicy(base_delay=0.01, max_delay=0.05),
+        "clock": clock, "seed": 0}
+    return LiveSettings(**(values | changes))
+
+
+def run_live(live: LiveLoop, done: Callable[[], bool], *, during: Callable[[], None] = lambda: None,
+             timeout: float = 20.0) -> None:
+    """Run the loop until ``done()``, calling ``during()`` every 10 ms, then stop it."""
+    async def main() -> None:
+        task = asyncio.create_task(live.run(handle_signals=False))
+        deadline = time.monotonic() + timeout
+        while not done():
+            if task.done():
+                await task  # raises what stopped it
+                raise AssertionError("the loop stopped by itself")
+            if time.monotonic() > deadline:
+                live.stop()
+                await asyncio.wait_for(task, 10)
+                raise AssertionError("timed out waiting for the loop")
+            during()
+            await asyncio.sleep(0.01)
+        live.stop()
+        await asyncio.wait_for(task, 10)
+    asyncio.run(main())
+
+
+def loop_for(cfg: LiveSettings, out: Path, rest: FakeBybit) -> LiveLoop:
+    client = BybitClient(rest.url, rate=100.0, concurrency=1, seed=0,
+                         retry=RetryPolicy(max_retries=2, base_delay=0.01))
+    return LiveLoop(cfg, SignalSink(out, stdout=False), client=client)
+
+
+def read_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def finished(live: LiveLoop, ws: FakeBybitStream, last: pd.Timestamp) -> Callable[[], bool]:
+    return lambda: ws.done.is_set() and live.metrics.last_open == last
+
+
+def assert_every_candle_once(lines: list[dict], last: pd.Timestamp,
+                             gaps: tuple[tuple[str, str], ...] = (),
+                             streamed_wrong: pd.Timestamp | None = None) -> None:
+    """From the first line (the newest candle closed at start) to ``last``: each candle once,
+    with the exchange's values (``streamed_wrong``: a candle the stream garbled)."""
+    times = [pd.Timestamp(r["open_time"]) for r in lines]
+    assert START - MINUTE <= times[0] <= START + 3 * MINUTE  # the market runs as we start
+    expected = truth(times[0], last + MINUTE, gaps=gaps)
+    assert times == list(expected.index)
+    closes = pd.Series([r["close"] for r in lines], index=expected.index)
+    right = closes.index != streamed_wrong
+    assert closes[right].tolist() == expected["close"][right].tolist()  # never unconfirmed
+
+
+def assert_matches_batch(lines: list[dict], model: Path, store: Path) -> None:
+    """Every line equals predict_candles_numpy on the stored candles, to 1e-9."""
+    stored = CandleStore(store).read(KEY)
+    ref = predict_candles_numpy(model, stored).set_index("open_time")
+    got = pd.DataFrame([{"open_time": pd.Timestamp(r["open_time"]), "regime": r["regime"],
+                         "uncertainty": r["uncertainty"],
+                         **{f"p_{c}": (r["probabilities"] or {}).get(c, np.nan)
+                            for c in CLASSES}} for r in lines]).set_index("open_time")
+    want = ref.loc[got.index]
+    cols = [f"p_{c}" for c in CLASSES] + ["uncertainty"]
+    np.testing.assert_allclose(got[cols].astype(float).to_numpy(),
+                               want[cols].astype(float).to_numpy(), rtol=1e-9, atol=1e-12)
+    assert got["regime"].tolist() == [None if pd.isna(x) else x for x in want["regime"]]
+
+
+def test_no_missed_or_duplicated_candle_through_every_fault(tmp_path: Path) -> None:
+    model = make_model(tmp_path / "model")
+    faults = {3: Fault.duplicate(), 6: Fault.malformed(), 9: Fault.out_of_order(),
+              14: Fault.drop(missed=3), 24: Fault.stale(seconds=0.8, missed=2)}
+    with exchange(40, faults) as (clock, rest, ws):
+        cfg = settings(model, rest, ws, clock, tmp_path)
+        live = loop_for(cfg, tmp_path / "signals.jsonl", rest)
+        last = START + 39 * MINUTE
+        run_live(live, finished(live, ws, last))
+        partial = {(s.open_ms, s.close) for s in ws.sent if not s.confirmed}
+    lines = read_lines(tmp_path / "signals.jsonl")
+    assert_every_candle_once(lines, last)
+    emitted = {(pd.Timestamp(r["open_time"]).value // 1_000_000, r["close"]) for r in lines}
+    assert len(partial) > 60
+    assert not partial & emitted  # no candle's signal carries its unconfirmed values
+    sources = {pd.Timestamp(r["open_time"]): r["source"] for r in lines}
+    assert sources[START + 14 * MINUTE] == "rest"  # dropped before its confirmation
+    assert sources[START + 25 * MINUTE] == "rest"  # closed while the feed was frozen
+    assert all(r["latency_ms"] >= 0 for r in lines if r["source"] == "stream")
+    stored = CandleStore(tmp_path / "store").read(KEY)
+    truth_all = truth(stored.index[0], last + MINUTE)
+    pd.testing.assert_frame_equal(stored.drop(columns="gap_before"),
+                                  truth_all.drop(columns="gap_before"), check_freq=False)
+    counts = live.metrics.counts
+    assert counts["reconnects"] >= 2
+    assert counts["stale"] >= 1
+    assert counts["duplicates"] >= 2  # the duplicate, and the late out-of-order candle
+    assert counts["malformed"] == 7
+    assert counts["unconfirmed"] >= 2 * 30
+    assert counts["conflicts"] == 0
+    assert_matches_batch(lines, model, tmp_path / "store")
+
+
+def test_rest_wins_a_conflict_and_says_so(tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    model = make_model(tmp_path / "model")
+    with exchange(12, {4: Fault.conflict(), 6: Fault.drop()}) as (clock, rest, ws):
+        live = loop_for(settings(model, rest, ws, clock, tmp_path), tmp_path / "s.jsonl", rest)
+        with caplog.at_level(logging.WARNING, logger="selfdistill.serving"):
+            run_live(live, finished(live, ws, START + 11 * MINUTE))
+    wrong = START + 4 * MINUTE
+    stored = CandleStore(tmp_path / "store").read(KEY)
+    assert stored.loc[wrong, "close"] == truth(wrong, wrong + MINUTE)["close"].iloc[0]
+    assert live.metrics.counts["conflicts"] == 1
+    assert any("REST corrects the streamed candle" in r.message and "REST wins" in r.message
+               for r in caplog.records)
+    lines = read_lines(tmp_path / "s.jsonl")
+    assert_every_candle_once(lines, START + 11 * MINUTE, streamed_wrong=wrong)
+    line = next(r for r in lines if pd.Timestamp(r["open_time"]) == wrong)
+    assert line["close"] != stored.loc[wrong, "close"]  # signalled before REST could know
+
+
+def test_hot_reload_switches_between_candles_and_refuses_a_broken_model(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    first = make_model(tmp_path / "a", seed=1)
+    second = make_model(tmp_path / "b", seed=2)
+    broken = make_model(tmp_path / "c", seed=3)
+    (broken / "member_2.safetensors").write_bytes(b"not weights")  # sha256 no longer matches
+    other = make_model(tmp_path / "d", seed=4, features={"return_windows": [1, 2]})
+    current = tmp_path / "current"
+    current.symlink_to(first)
+    plan = iter([(15, broken), (25, other), (35, second)])  # after N lines, point at a model
+    step = next(plan)
+
+    def repoint() -> None:
+        nonlocal step
+        if step is not None and live.sink.lines >= step[0]:
+            tmp = tmp_path / "next"
+            tmp.symlink_to(step[1])
+            tmp.replace(current)  # atomic, like ln -sfn
+            step = next(plan, None)
+
+    with exchange(60, pace=0.02) as (clock, rest, ws):
+        cfg = settings(lambda: current, rest, ws, clock, tmp_path, reload_every=0.02)
+        live = loop_for(cfg, tmp_path / "s.jsonl", rest)
+        with caplog.at_level(logging.INFO, logger="selfdistill.serving"):
+            run_live(live, finished(live, ws, START + 59 * MINUTE), during=repoint)
+    lines = read_lines(tmp_path / "s.jsonl")
+    ids = [r["model_id"] for r in lines]
+    a, b = ids[0], ids[-1]
+    assert a != b
+    switch = ids.index(b)
+    assert set(ids[:switch]) == {a}  # one switch, between two candles, nothing in between
+    assert set(ids[switch:]) == {b}
+    assert_every_candle_once(lines, START + 59 * MINUTE)  # none missed across the switch
+    assert live.metrics.counts["model_refused"] == 2
+    refusals = [r.message for r in caplog.records if "refused the new model" in r.message]
+    assert any("sha256" in m for m in refusals)
+    assert any("other feature names" in m for m in refusals)
+    assert_matches_batch(lines[:switch], first, tmp_path / "store")
+    assert_matches_batch(lines[switch:], second, tmp_path / "store")
+
+
+def test_a_restart_resumes_after_the_last_line(tmp_path: Path) -> None:
+    model = make_model(tmp_path / "model")
+    out = tmp_path / "s.jsonl"
+    with exchange(30, pace=0.01) as (clock, rest, ws):
+        cfg = settings(model, rest, ws, clock, tmp_path)
+        live = loop_for(cfg, out, rest)
+        run_live(live, lambda: live.sink.lines >= 10)
+        with out.open("a") as handle:
+            handle.write('{"open_time": "2099-01-01T00:00:00+00:00", "clo')  # killed mid-line
+        from selfdistill.serving.sinks import last_open_time
+
+        resume = last_open_time(out)
+        assert resume is not None
+        live = loop_for(settings(model, rest, ws, clock, tmp_path, resume_after=resume), out,
+                        rest)
+        run_live(live, finished(live, ws, START + 29 * MINUTE))
+    text = out.read_text()
+    whole = [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+    assert len(text.splitlines()) == len(whole) + 1  # the torn line stays, alone on its line
+    assert_every_candle_once(whole, START + 29 * MINUTE)
+    assert_matches_batch(whole, model, tmp_path / "store")
+
+
+def test_the_gap_policy_of_the_model_is_honoured(tmp_path: Path) -> None:
+    outage = (str(START + 5 * MINUTE), str(START + 8 * MINUTE))  # 3 candles never existed
+    marked = make_model(tmp_path / "mark", gaps="mark")
+    with exchange(15, gaps=(outage,)) as (clock, rest, ws):
+        live = loop_for(settings(marked, rest, ws, clock, tmp_path), tmp_path / "m.jsonl", rest)
+        run_live(live, finished(live, ws, START + 14 * MINUTE))
+    lines = read_lines(tmp_path / "m.jsonl")
+    assert_every_candle_once(lines, START + 14 * MINUTE, gaps=(outage,))
+    after = next(r for r in lines if pd.Timestamp(r["open_time"]) == START + 8 * MINUTE)
+    assert after["regime"] is None  # a return window across the missing candles
+    assert_matches_batch(lines, marked, tmp_path / "store")
+
+    strict = make_model(tmp_path / "error", gaps="error")
+    with exchange(15, gaps=(outage,)) as (clock, rest, ws):
+        live = loop_for(settings(strict, rest, ws, clock, tmp_path / "x"), tmp_path / "e.jsonl",
+                        rest)
+        with pytest.raises(GapError, match="gap policy is 'error'; pass --gaps mark"):
+            run_live(live, lambda: False)
+
+
+def test_http_signal_health_and_metrics(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model = make_model(tmp_path / "model")
+    answers: dict[str, httpx.Response] = {}
+
+    def ask() -> None:  # a scraper in another thread while the loop runs
+        deadline = time.monotonic() + 15
+        while live.sink.lines < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for path in ("/signal", "/health", "/metrics", "/nope"):
+                answers[path] = client.get(path)
+
+    with exchange(30, pace=0.02) as (clock, rest, ws):
+        cfg = settings(model, rest, ws, clock, tmp_path, serve=("127.0.0.1", port))
+        live = loop_for(cfg, tmp_path / "s.jsonl", rest)
+        threading.Thread(target=ask, daemon=True).start()
+        run_live(live, lambda: len(answers) == 4)
+    assert answers["/signal"].status_code == 200
+    latest = answers["/signal"].json()
+    assert set(latest) >= {"open_time", "close", "regime", "probabilities", "uncertainty",
+                           "disagreement", "model_id", "latency_ms", "source"}
+    health = answers["/health"]
+    assert health.status_code == 200
+    assert health.json()["connected"] is True
+    assert health.json()["model_id"] == latest["model_id"]
+    metrics = answers["/metrics"].text
+    assert "# TYPE selfdistill_live_latency_seconds histogram" in metrics
+    assert 'selfdistill_live_latency_seconds_bucket{le="+Inf"}' in metrics
+    candles = next(line for line in metrics.splitlines()
+                   if line.startswith("selfdistill_live_candles_total "))
+    assert int(candles.split()[1]) >= 5
+    assert answers["/nope"].status_code == 404
