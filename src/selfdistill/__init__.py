@@ -1,18 +1,22 @@
-"""selfdistill: market-regime classifiers improved by self-distillation."""
+"""selfdistill: market-regime classifiers improved by self-distillation.
+
+``import selfdistill`` is light (no torch): the estimator is imported when first used.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import types as _types
+import typing as _typing
 
 from selfdistill._version import __version__
 
 __all__ = ["SelfDistillClassifier", "__version__"]
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from selfdistill.estimator import SelfDistillClassifier
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # lazy: `import selfdistill` stays light (no torch) until the estimator is used
     if name == "SelfDistillClassifier":
         from selfdistill.estimator import SelfDistillClassifier
@@ -22,4 +26,10 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    """The public names, and the subpackages already imported (``selfdistill.config``)."""
+    loaded = [name for name, value in globals().items()
+              if not name.startswith("_") and isinstance(value, _types.ModuleType)]
+    return sorted({*__all__, *loaded})
+
+
+del annotations  # the __future__ flag is set; the name need not stay in the namespace

@@ -8,10 +8,15 @@ code: 0 success, 2 usage or config error, 1 data / network / runtime error.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
+import typer.main
 
 from selfdistill._version import __version__
 from selfdistill.errors import SelfDistillError
@@ -24,7 +29,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: typer's rich panels show every flag as taking a value ("--overwrite <bool>")
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
+
 
 def _version(value: bool) -> None:
     if value:
@@ -45,13 +54,20 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import data, live, predict, pretrain, report, run
+    from selfdistill.cli import configfile, data, predict, pretrain, report, run
 
-    for module in (data, live, predict, pretrain, report, run):
+    for module in (configfile, data, predict, pretrain, report, run):
         module.register(app)
 
 
 _register_all()
+
+
+@functools.cache
+def _command() -> Callable[..., Any]:
+    """The click command of ``app``, built once: typer rebuilds it on every ``app()`` call
+    (tens of ms), which in-process callers (tests, notebooks) would pay each time."""
+    return typer.main.get_command(app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="selfdistill")
+        _command()(args=args, prog_name="selfdistill")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except SelfDistillError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -79,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        if isinstance(exc, OSError) and exc.filename is not None:
+        if _out_of_memory(exc):
+            typer.echo(f"error: out of memory: {_allocation(exc)}; make the model, "
+                       "training.batch_size, the data or evaluation.workers smaller", err=True)
+        elif isinstance(exc, OSError) and exc.filename is not None:
             # the file system said no (a file where a directory goes, permissions, ...)
             typer.echo(f"error: {_os_error(exc)}", err=True)
         else:  # an unexpected bug: one line, traceback with --debug
@@ -87,6 +106,35 @@ def main(argv: list[str] | None = None) -> int:
                        "(run with --debug for the traceback)", err=True)
         return 1
     return 0
+
+
+def _one_line(text: str) -> str:
+    """The error contract is one line: a newline inside a message (a file name, a quoted
+    value) becomes a space."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", text.strip())
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation failed: MemoryError (NumPy, Python) or torch's CPU / CUDA allocator."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("can't allocate memory", "not enough memory", "out of memory"))
+
+
+def _allocation(exc: BaseException) -> str:
+    """'could not allocate 14.4 GB' from torch's message, else its first line."""
+    match = re.search(r"allocate (\d+) bytes", str(exc))
+    if match:
+        return f"could not allocate {int(match.group(1)) / 1e9:,.1f} GB"
+    return _first_line(exc)
 
 
 def _os_error(exc: OSError) -> str:

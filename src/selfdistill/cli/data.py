@@ -10,31 +10,39 @@ option, 1 for a network or data failure).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from selfdistill.data.bybit.client import MAINNET_URL, BybitClient
-from selfdistill.data.bybit.ratelimit import DEFAULT_RATE
-from selfdistill.data.bybit.request import MarketKey, parse_time, resolve_range
-from selfdistill.data.store import CandleStore, Manifest
+from selfdistill.config.intervals import canonical_interval
 from selfdistill.errors import ConfigError, SelfDistillError
 
+if TYPE_CHECKING:  # selfdistill.data imports pandas: only when a command runs (fast --help)
+    from selfdistill.data.bybit.request import MarketKey
+    from selfdistill.data.store import CandleStore, Manifest
+
 __all__ = ["register"]
+
+#: selfdistill.data.bybit.client.MAINNET_URL and .ratelimit.DEFAULT_RATE, written out so
+#: that parsing the command line imports no pandas (tests/test_cli_config.py checks them).
+MAINNET_URL = "https://api.bybit.com"
+DEFAULT_RATE = 10.0
 
 _FORMATS = {"csv": (".csv", ".csv.gz"), "parquet": (".parquet", ".pq")}
 
 SYMBOL = typer.Option(..., "--symbol", help="Bybit symbol, upper case, e.g. BTCUSDT.")
-INTERVAL = typer.Option(..., "--interval", help="1 3 5 15 30 60 120 240 360 720 D W M.")
+
+
+def _interval(value: str) -> str:
+    try:
+        return canonical_interval(value)
+    except ValueError as exc:
+        raise ConfigError(f"--interval '{value}' is not {str(exc).removeprefix('must be ')}"
+                          ) from None
+
+
+INTERVAL = typer.Option(..., "--interval", callback=_interval,
+                        help="1 3 5 15 30 60 120 240 360 720 D W M, or 1m 5m 15m 1h 4h 1d 1w.")
 CATEGORY = typer.Option("linear", "--category", help="spot, linear or inverse.")
 DATA_DIR = typer.Option(None, "--data-dir", help="Store folder (default: $SELFDISTILL_DATA_DIR "
                         "or the user cache dir).")
@@ -42,6 +50,20 @@ DATA_DIR = typer.Option(None, "--data-dir", help="Store folder (default: $SELFDI
 
 def _fetch(key: MarketKey, start: str, end: str | None, data_dir: Path | None, base_url: str,
            rate: float, concurrency: int, timeout: float) -> None:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from selfdistill.data.bybit.client import BybitClient
+    from selfdistill.data.bybit.request import resolve_range
+    from selfdistill.data.store import CandleStore
+
     first, stop = resolve_range(start, end, key.interval)
     store = CandleStore(data_dir)
     client = BybitClient(base_url, rate=rate, concurrency=concurrency, timeout=timeout)
@@ -70,6 +92,11 @@ def _holds(store: CandleStore, manifest: Manifest | None, key: MarketKey, reques
 
 
 def _list(data_dir: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from selfdistill.data.store import CandleStore
+
     store = CandleStore(data_dir)
     found = store.datasets()
     out = Console(width=max(Console().width, 132))
@@ -119,6 +146,8 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait per response."),
     ) -> None:
         """Fetch closed candles from Bybit into the local store (incremental, resumable)."""
+        from selfdistill.data.bybit.request import MarketKey
+
         key = MarketKey(category, symbol, interval)
         _fetch(key, start, end, data_dir, base_url, rate, concurrency, timeout)
 
@@ -143,6 +172,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = DATA_DIR,
     ) -> None:
         """Write stored candles to a CSV or Parquet file (loadable as data.source csv/parquet)."""
+        from selfdistill.data.bybit.request import MarketKey, parse_time
+        from selfdistill.data.store import CandleStore
+
         key = MarketKey(category, symbol, interval)
         _check_out(out, fmt)
         lo = parse_time(start, name="start") if start else None
