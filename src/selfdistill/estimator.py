@@ -12,9 +12,14 @@ Example:
     >>> from selfdistill import SelfDistillClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(300, 4)); y = np.where(X[:, 0] > 0, "up", "down")
-    >>> clf = SelfDistillClassifier(n_generations=1, epochs=5, random_state=0).fit(X, y)
-    >>> clf.predict(X[:3]).tolist()  # doctest: +SKIP
-    ['up', 'down', 'up']
+    >>> clf = SelfDistillClassifier(n_generations=1, epochs=10, batch_size=64,
+    ...                             learning_rate=1e-2, random_state=0).fit(X, y)
+    >>> clf.classes_.tolist(), len(clf.generations_)  # generation 0 and one distilled
+    (['down', 'up'], 2)
+    >>> clf.predict([[2.0, 0.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0]]).tolist()
+    ['up', 'down']
+    >>> clf.predict_proba(X[:3]).shape  # columns in classes_ order
+    (3, 2)
 """
 
 from __future__ import annotations

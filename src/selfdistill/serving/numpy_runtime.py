@@ -7,9 +7,17 @@ import torch: :meth:`NumpyModel.from_dir` reads a model directory through
 probabilities. The train-fitted scaler and the calibration temperature are
 applied exactly as in training: ``z = clip((x - center) / scale)``, logits / T.
 
-Example:
-    >>> model = NumpyModel.from_dir("runs/demo/models/born_again")  # doctest: +SKIP
-    >>> model.predict_proba(latest_features)  # (F,) -> (C,)  # doctest: +SKIP
+Example (a model directory from the estimator; a run's ``models/<method>`` reads alike):
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from selfdistill import SelfDistillClassifier
+    >>> X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+    >>> clf = SelfDistillClassifier("baseline", epochs=3, random_state=0).fit(X, y)
+    >>> model = NumpyModel.from_dir(clf.save(tempfile.mkdtemp()))
+    >>> model.predict_proba(X[0]).shape  # (F,) raw features of one bar -> (C,)
+    (2,)
+    >>> bool(np.allclose(model.predict_proba(X), clf.predict_proba(X), atol=1e-6))
+    True
 """
 
 from __future__ import annotations
