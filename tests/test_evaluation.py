@@ -358,3 +358,23 @@ def test_shipped_config_plans_folds_on_a_csv_of_daily_candles(tmp_path: Path) ->
     assert len(splits) == cfg.evaluation.folds == 4
     assert all(min(s.sizes.values()) > 100 for s in splits)
     assert backtest_settings(cfg, interval).periods_per_year == 365.0
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "walk_forward.yaml", "all_methods.yaml",
+                                  "born_again_8gen.yaml"])
+def test_shipped_configs_keep_generation_zero_identical_to_baseline(name: str,
+                                                                    tmp_path: Path) -> None:
+    """Under each shipped config (its backtest, gate and evaluation settings; the data and
+    training shrunk to seconds), generation 0 vs baseline differs by exactly 0."""
+    cfg = load_config(SHIPPED / name, [
+        "data.synthetic.n_bars=1200", "training.epochs=2", "model.hidden=[8]",
+        "born_again.generations=1", "methods=[baseline, born_again]", "evaluation.workers=1",
+        "evaluation.seeds=1", "device=cpu"])
+    result = run_experiment(cfg, out_dir=tmp_path / "run", workers=1)
+    same = [c for c in result.metrics["comparisons"] if c["kind"] == "vs_baseline"
+            and c["method"] == "born_again" and c["candidate"] == "generation=0"]
+    assert {"accuracy", "nll", "brier", "sharpe"} <= {c["metric"] for c in same}
+    assert all(c["mean_diff"] == 0.0 for c in same), same
