@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfdistill.config import parse_config
-from selfdistill.methods.ema_teacher.pretraining import _loss, build_state, train_step
+from selfdistill.methods.ema_teacher.pretraining import build_state, pretrain_loss, train_step
 from selfdistill.methods.ema_teacher.state import PretrainState
 from selfdistill.nn.encoders import WindowClassifier
 from selfdistill.nn.windows import make_windows, windows_nbytes
@@ -69,11 +69,11 @@ def _supervised_step(batch: int) -> Callable[[], object]:
 def _parts(state: PretrainState, views: Tensor, e: Any, repeats: int) -> dict[str, float]:
     """Median ms of each part of a step on the stacked views (2B windows)."""
     def loss_only() -> Tensor:
-        return _loss(state, views, e)
+        return pretrain_loss(state, views, e)
 
     def loss_and_backward() -> None:
         state.optimizer.zero_grad(set_to_none=True)
-        _loss(state, views, e).backward()
+        pretrain_loss(state, views, e).backward()
 
     with torch.no_grad():
         student_nograd = _median_ms(lambda: state.student(views), repeats)

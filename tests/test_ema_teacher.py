@@ -18,9 +18,9 @@ from selfdistill.methods.base import TrainData
 from selfdistill.methods.ema_teacher.checkpoint import load_pretrained_encoder
 from selfdistill.methods.ema_teacher.collapse import CollapseWarning
 from selfdistill.methods.ema_teacher.pretraining import (
-    _loss,
     build_state,
     pretrain,
+    pretrain_loss,
     pretrain_rows,
     train_step,
 )
@@ -100,7 +100,7 @@ def test_multi_head_loss_is_the_sum_over_heads() -> None:
     cfg = _cfg(heads=3)
     state = build_state(4, 200, cfg, seed=0)
     views = torch.randn(20, 4, 8)
-    got = _loss(state, views, cfg.ema_teacher)
+    got = pretrain_loss(state, views, cfg.ema_teacher)
     assert state.predictors is not None
     with torch.no_grad():
         _, outs_s = state.student(views)

@@ -138,8 +138,9 @@ def run_pretrain(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> di
                               resume=not fresh, callbacks=callbacks)
             collapsed.append(result.collapsed)
             if compare:
-                records += compare_arms(cdata, result.encoder(cfg.ema_teacher.encoder), cfg,
-                                        seed=seed, fractions=cfg.ema_teacher.label_fractions,
+                encoder = result.encoder(cfg.ema_teacher.downstream_encoder())
+                records += compare_arms(cdata, encoder, cfg, seed=seed,
+                                        fractions=cfg.ema_teacher.label_fractions,
                                         callbacks=callbacks)
     summary: dict[str, Any] = {"collapsed": collapsed, "records": records}
     if compare:

@@ -12,15 +12,24 @@ is what the supervised methods train when ``model.kind`` is ``cnn`` or ``gru``.
   beyond the receptive field).
 - :class:`GRUEncoder`: stacked GRUs over time; the embedding is the last hidden state.
 
+Both also give per-bar features, ``sequence(x)`` (B, D, W), causal like the
+embedding (masked modeling predicts them), and ``pool`` maps those to the
+embedding. With ``checkpoint_activations=True`` each TCN block / GRU layer is
+recomputed in the backward pass instead of keeping its activations (less memory,
+about one more forward of compute; only while training with gradients on).
+
 Neither uses BatchNorm, so an EMA teacher of either has no running statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from selfdistill.nn.mlp import ACTIVATIONS
 
@@ -41,6 +50,22 @@ def _check_windows(x: Tensor, n_features: int) -> None:
         raise ValueError(
             f"expected windows of shape (B, {n_features}, W), got {tuple(x.shape)}; "
             "build them with selfdistill.nn.windows.make_windows(x, window)")
+
+
+def _run(layer: Callable[[Tensor], Tensor], x: Tensor, *, checkpointed: bool,
+         training: bool) -> Tensor:
+    """``layer(x)``, recomputed in the backward pass when ``checkpointed`` and training."""
+    if checkpointed and training and torch.is_grad_enabled():
+        out: Tensor = checkpoint(layer, x, use_reentrant=False)  # RNG state kept for dropout
+        return out
+    return layer(x)
+
+
+def _gru_layer(gru: nn.Module, drop: nn.Module | None, h: Tensor) -> Tensor:
+    """Dropout (between layers) then one GRU: (B, W, H_in) -> (B, W, H_out)."""
+    out, _ = gru(h if drop is None else drop(h))
+    result: Tensor = out
+    return result
 
 
 def _activation(name: str) -> nn.Module:
@@ -83,27 +108,40 @@ class TCNEncoder(nn.Module):
         kernel_size: taps per convolution (>= 2).
         activation: one of relu, gelu, silu, tanh.
         dropout: dropout after each convolution.
+        checkpoint_activations: recompute each block in the backward pass (saves memory).
     """
 
     kind = "cnn"
 
     def __init__(self, n_features: int, hidden: Sequence[int] = (64, 64), *,
-                 kernel_size: int = 3, activation: str = "relu", dropout: float = 0.0) -> None:
+                 kernel_size: int = 3, activation: str = "relu", dropout: float = 0.0,
+                 checkpoint_activations: bool = False) -> None:
         super().__init__()
         if not hidden or kernel_size < 2:
             raise ValueError(f"TCN needs >= 1 block and kernel_size >= 2, got hidden={hidden}, "
                              f"kernel_size={kernel_size}")
         self.n_features, self.dim = int(n_features), int(hidden[-1])
+        self.checkpoint_activations = checkpoint_activations
         widths = [self.n_features, *(int(h) for h in hidden)]
         self.blocks = nn.Sequential(*(
             _TCNBlock(widths[i], widths[i + 1], kernel_size=kernel_size, dilation=2**i,
                       activation=activation, dropout=dropout)
             for i in range(len(hidden))))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def sequence(self, x: Tensor) -> Tensor:
+        """Per-bar features (B, F, W) -> (B, D, W); bar t reads bars <= t only."""
         _check_windows(x, self.n_features)
-        h = self.blocks(x)  # (B, D, W)
-        return 0.5 * (h[:, :, -1] + h.mean(dim=2))  # (B, D)
+        for block in self.blocks:
+            x = _run(block, x, checkpointed=self.checkpoint_activations,
+                     training=self.training)  # (B, C_i, W)
+        return x
+
+    def pool(self, h: Tensor) -> Tensor:
+        """(B, D, W) per-bar features -> (B, D): the last bar averaged with the window mean."""
+        return 0.5 * (h[:, :, -1] + h.mean(dim=2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.sequence(x))  # (B, D)
 
 
 class GRUEncoder(nn.Module):
@@ -113,38 +151,51 @@ class GRUEncoder(nn.Module):
         n_features: F.
         hidden: width of each GRU layer.
         dropout: dropout between layers.
+        checkpoint_activations: recompute each layer in the backward pass (saves memory).
     """
 
     kind = "gru"
 
     def __init__(self, n_features: int, hidden: Sequence[int] = (64,), *,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, checkpoint_activations: bool = False) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("GRU encoder needs at least one layer width in hidden")
         self.n_features, self.dim = int(n_features), int(hidden[-1])
+        self.checkpoint_activations = checkpoint_activations
         widths = [self.n_features, *(int(h) for h in hidden)]
         self.layers = nn.ModuleList(nn.GRU(widths[i], widths[i + 1], batch_first=True)
                                     for i in range(len(hidden)))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def sequence(self, x: Tensor) -> Tensor:
+        """Per-bar hidden states (B, F, W) -> (B, D, W); bar t reads bars <= t only."""
         _check_windows(x, self.n_features)
         h = x.transpose(1, 2)  # (B, W, F): time-major for the GRU
         for i, gru in enumerate(self.layers):
-            h, _ = gru(h if i == 0 else self.drop(h))  # (B, W, H_i)
-        return h[:, -1, :]  # (B, D)
+            layer = partial(_gru_layer, gru, self.drop if i else None)
+            h = _run(layer, h, checkpointed=self.checkpoint_activations,
+                     training=self.training)  # (B, W, H_i)
+        return h.transpose(1, 2)  # (B, D, W)
+
+    def pool(self, h: Tensor) -> Tensor:
+        """(B, D, W) per-bar states -> (B, D): the last hidden state."""
+        return h[:, :, -1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.sequence(x))  # (B, D)
 
 
 def build_encoder(kind: str, n_features: int, *, hidden: Sequence[int] = (64, 64),
-                  activation: str = "relu", dropout: float = 0.0,
-                  kernel_size: int = 3) -> TCNEncoder | GRUEncoder:
+                  activation: str = "relu", dropout: float = 0.0, kernel_size: int = 3,
+                  checkpoint_activations: bool = False) -> TCNEncoder | GRUEncoder:
     """An encoder of ``kind`` ``cnn`` or ``gru`` (the ``model.kind`` values)."""
     if kind == "cnn":
         return TCNEncoder(n_features, hidden, kernel_size=kernel_size, activation=activation,
-                          dropout=dropout)
+                          dropout=dropout, checkpoint_activations=checkpoint_activations)
     if kind == "gru":
-        return GRUEncoder(n_features, hidden, dropout=dropout)
+        return GRUEncoder(n_features, hidden, dropout=dropout,
+                          checkpoint_activations=checkpoint_activations)
     raise ValueError(f"encoder kind '{kind}' is not one of: {', '.join(ENCODER_KINDS)}")
 
 

@@ -16,6 +16,9 @@ view never sees a bar later than the window's last one.
 
 :func:`augment` applies the enabled ones in the order crop, warp, scale, jitter, mask.
 
+For masked modeling, :func:`random_bar_mask` picks the bars a student must predict
+(the same number in every window) and :func:`apply_bar_mask` puts a token in their place.
+
 References:
     Um et al. Data Augmentation of Wearable Sensor Data for Parkinson's Disease
     Monitoring using Convolutional Neural Networks. 2017 (jitter, scaling,
@@ -32,10 +35,12 @@ from torch import Tensor
 
 __all__ = [
     "AugmentSpec",
+    "apply_bar_mask",
     "augment",
     "crop_resize",
     "jitter",
     "magnitude_warp",
+    "random_bar_mask",
     "scale",
     "time_mask",
 ]
@@ -172,3 +177,24 @@ def augment(x: Tensor, spec: AugmentSpec, *, generator: torch.Generator) -> Tens
     if spec.time_mask > 0:
         x = time_mask(x, spec.time_mask, generator=generator)
     return x
+
+
+def random_bar_mask(batch: int, window: int, ratio: float, *, generator: torch.Generator,
+                    device: torch.device | str = "cpu") -> Tensor:
+    """(B, W) bool: ``max(1, round(ratio * W))`` bars of each window, chosen at random.
+
+    Every window gets the same number of masked bars, so per-window means of a
+    masked loss weigh every window alike.
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
+    n = min(window, max(1, round(ratio * window)))
+    noise = torch.rand((batch, window), generator=generator, device=device)  # (B, W)
+    picked = noise.argsort(dim=1)[:, :n]  # (B, n) distinct bars per window
+    mask = torch.zeros((batch, window), dtype=torch.bool, device=device)
+    return mask.scatter_(1, picked, True)
+
+
+def apply_bar_mask(x: Tensor, mask: Tensor, token: Tensor) -> Tensor:
+    """Windows (B, F, W) with the bars where ``mask`` (B, W) is True replaced by ``token`` (F,)."""
+    return torch.where(mask[:, None, :], token.to(x.dtype)[None, :, None], x)

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from selfdistill.config import TrainingConfig
 from selfdistill.errors import TrainingError
+from selfdistill.training.accumulate import accumulate
 from selfdistill.training.callbacks import Callback
 
 __all__ = [
@@ -59,6 +61,8 @@ class FitSettings:
         restore_best: with ``patience > 0``, put back the weights of the best validation
             epoch at the end, so selection uses validation rows only.
         grad_clip: max gradient norm (None: no clipping).
+        accumulation_steps: micro-batches per optimizer step (1: the whole batch at once;
+            see :mod:`selfdistill.training.accumulate`).
         lr_at: learning rate as a pure function of the global step (None: the optimizer's).
         start_step: global step this call starts at (for schedules across calls).
         label: names this fit in callbacks, logs and errors (e.g. "born_again gen 2").
@@ -69,6 +73,7 @@ class FitSettings:
     patience: int = 0
     restore_best: bool = True
     grad_clip: float | None = None
+    accumulation_steps: int = 1
     lr_at: Callable[[int], float] | None = None
     start_step: int = 0
     label: str = "fit"
@@ -181,6 +186,12 @@ class _BestEpoch:
             self.bad_epochs += 1
 
 
+def _batch_loss(loss_fn: LossFn, model: nn.Module, xb: Tensor, rows: Tensor,
+                s: slice) -> dict[str, Tensor]:
+    """The loss of micro-batch ``s`` of a batch (all of it when ``s`` covers it)."""
+    return {"loss": loss_fn(model, xb[s], rows[s])}
+
+
 def _train_epoch(model: nn.Module, x: Tensor, train_rows: Tensor, loss_fn: LossFn,
                  optimizer: torch.optim.Optimizer, generator: torch.Generator,
                  settings: FitSettings, step: int) -> tuple[float, int]:
@@ -194,9 +205,10 @@ def _train_epoch(model: nn.Module, x: Tensor, train_rows: Tensor, loss_fn: LossF
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr_at(step)
         # index_select: about half the cost of x[rows] for a small batch on CPU
-        loss = loss_fn(model, x.index_select(0, rows), rows)
+        xb = x.index_select(0, rows)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = accumulate(partial(_batch_loss, loss_fn, model, xb, rows), len(rows),
+                          settings.accumulation_steps)["loss"]
         if settings.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()

@@ -2,8 +2,9 @@
 
 A checkpoint directory holds
 
-- ``pretrain-e<epoch>.safetensors``: student, teacher, predictor and DINO-center
-  tensors (``student.*``, ``teacher.*``, ``predictors.*``, ``dino.*``), the
+- ``pretrain-e<epoch>.safetensors``: student, teacher, predictor, online-head,
+  DINO-center and key-queue tensors (``student.*``, ``teacher.*``, ``predictors.*``,
+  ``online.*``, ``dino.*``, ``queue.*``; those of objectives not in use are absent), the
   optimizer's tensor state (``optim.<param id>.<key>``) and the RNG states
   (``rng.torch`` from :func:`torch.get_rng_state`, ``rng.generator`` from the
   batch / augmentation generator);
@@ -43,6 +44,7 @@ __all__ = [
     "init_from_pretrained",
     "load_pretrained_encoder",
     "read_checkpoint",
+    "resolve_which",
     "restore_state",
     "save_checkpoint",
 ]
@@ -61,7 +63,8 @@ def encoder_spec_of(m: ModelConfig, n_features: int, window: int) -> dict[str, A
 
 def _modules(state: PretrainState) -> dict[str, nn.Module | None]:
     return {"student": state.student, "teacher": state.teacher,
-            "predictors": state.predictors, "dino": state.dino}
+            "predictors": state.predictors, "dino": state.dino, "online": state.online,
+            "queue": state.queue}
 
 
 def _state_tensors(state: PretrainState) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -180,21 +183,32 @@ def restore_state(state: PretrainState, tensors: dict[str, Tensor], meta: dict[s
                      for rec in meta["history"]]
 
 
-def load_pretrained_encoder(path: str | Path, *, which: str = "teacher") -> nn.Module:
-    """The pretrained encoder of a checkpoint (``teacher`` by default, or ``student``).
+def resolve_which(which: str, meta: dict[str, Any]) -> str:
+    """``teacher`` / ``student``; ``auto`` follows the checkpoint's form (BYOL: student)."""
+    if which not in ("auto", "teacher", "student"):
+        raise ConfigError(f"encoder '{which}' is not one of: auto, teacher, student")
+    if which != "auto":
+        return which
+    form = meta.get("fingerprint", {}).get("ema_teacher", {}).get("form", "byol")
+    return "student" if form == "byol" else "teacher"
+
+
+def load_pretrained_encoder(path: str | Path, *, which: str = "auto") -> nn.Module:
+    """The pretrained encoder of a checkpoint.
 
     Args:
         path: the checkpoint directory (``selfdistill pretrain --out DIR``) or its
             ``pretrain.json``.
-        which: ``teacher`` (the EMA encoder) or ``student``.
+        which: ``teacher`` (the EMA encoder), ``student`` (the online one) or ``auto``
+            (default): the online encoder of a BYOL-form run, the teacher of a DINO one.
 
     Returns:
         A :class:`~selfdistill.nn.encoders.TCNEncoder` or ``GRUEncoder`` in eval mode,
         mapping (B, F, W) windows to (B, D) embeddings.
     """
-    if which not in ("teacher", "student"):
-        raise ConfigError(f"encoder '{which}' is not one of: teacher, student")
+    resolve_which(which, {})  # a bad name fails before the file is read
     tensors, meta = read_checkpoint(path)
+    which = resolve_which(which, meta)
     spec = meta["encoder_spec"]
     encoder = build_encoder(spec["kind"], spec["n_features"], hidden=spec["hidden"],
                             activation=spec["activation"], dropout=spec["dropout"],
@@ -209,8 +223,10 @@ def load_pretrained_encoder(path: str | Path, *, which: str = "teacher") -> nn.M
 
 
 def init_from_pretrained(model: WindowClassifier, source: str | Path | nn.Module, *,
-                         which: str = "teacher") -> WindowClassifier:
+                         which: str = "auto") -> WindowClassifier:
     """Copy a pretrained encoder (a module or a checkpoint path) into ``model.encoder``.
+
+    ``which`` picks the encoder of a checkpoint path (see :func:`load_pretrained_encoder`).
 
     Raises:
         ConfigError: the architectures differ (kind, features or widths).

@@ -16,11 +16,19 @@ training windows each epoch, expose the ways that happens:
   ``exp`` of it is the number of prototypes in use; near 1: one prototype wins.
 - ``loss_at_uniform``: 1.0 when the DINO loss sits within 1% of ln K (the loss
   of a uniform teacher and student), else 0.0.
+- ``cluster_usage`` (clustering objective): ``exp(entropy)`` of the teacher's hard
+  prototype assignments, the number of clusters in use; near 1: one cluster wins.
+  Measured before Sinkhorn-Knopp, whose balancing would hide the collapse.
+- ``key_std`` (contrastive objective): ``embedding_std`` of the teacher's keys, and
+  ``contrastive_at_uniform``: 1.0 when the InfoNCE loss sits within 1% of
+  ``ln(1 + queue size)`` (every key equally similar).
+- ``target_std`` (masked objective): the std over windows and bars of the teacher's
+  normalised per-bar targets, mean over channels; near 0: every bar has the same target.
 
-The teacher metrics exist only in the DINO form; in the BYOL form they are NaN
-(written as ``null`` in JSON). :class:`CollapseMonitor` compares a history
-record with :class:`CollapseThresholds` and raises a :class:`CollapseWarning`
-(and logs it) when any threshold is crossed.
+The teacher metrics exist only in the DINO form, the others only with their
+objective; otherwise they are NaN (written as ``null`` in JSON).
+:class:`CollapseMonitor` compares a history record with :class:`CollapseThresholds`
+and raises a :class:`CollapseWarning` (and logs it) when any threshold is crossed.
 
 References:
     Roy & Vetterli. The effective rank: a measure of effective dimensionality. 2007.
@@ -114,12 +122,16 @@ class CollapseThresholds:
             of ln K (teacher close to uniform).
         min_prototypes_used: warn when ``exp(teacher_marginal_entropy)``, the
             number of prototypes the teacher uses, falls below this.
+        min_clusters_used: warn when ``cluster_usage`` falls below this.
+        min_target_std: warn when ``target_std`` falls below this (1 is healthy).
     """
 
     min_std_ratio: float = 0.1
     min_effective_rank: float = 1.5
     max_entropy_fraction: float = 0.98
     min_prototypes_used: float = 2.0
+    min_clusters_used: float = 2.0
+    min_target_std: float = 0.1
 
 
 class CollapseMonitor:
@@ -129,11 +141,17 @@ class CollapseMonitor:
         embedding_dim: D of the monitored embeddings.
         prototypes: K of the DINO head, or None in the BYOL form.
         thresholds: see :class:`CollapseThresholds`.
+        clusters: K of the clustering head, or None without the clustering objective.
+        key_dim: width of the contrastive keys, or None without the contrastive objective.
+
+    ``target_std`` is checked whenever the record holds a finite one (masked objective).
     """
 
     def __init__(self, embedding_dim: int, prototypes: int | None = None,
-                 thresholds: CollapseThresholds | None = None) -> None:
+                 thresholds: CollapseThresholds | None = None, *, clusters: int | None = None,
+                 key_dim: int | None = None) -> None:
         self.embedding_dim, self.prototypes = embedding_dim, prototypes
+        self.clusters, self.key_dim = clusters, key_dim
         self.thresholds = thresholds or CollapseThresholds()
 
     def problems(self, record: dict[str, float]) -> list[str]:
@@ -148,6 +166,27 @@ class CollapseMonitor:
                        f"is below {th.min_effective_rank}")
         if self.prototypes is not None:
             out += self._teacher_problems(record, self.prototypes)
+        return out + self._objective_problems(record)
+
+    def _objective_problems(self, record: dict[str, float]) -> list[str]:
+        """Clustering, contrastive and masked checks (NaN metrics never warn)."""
+        th, out = self.thresholds, []
+        usage = record.get("cluster_usage", math.nan)
+        if self.clusters is not None and usage < th.min_clusters_used:
+            out.append(f"the teacher assigns windows to {usage:.3g} of {self.clusters} "
+                       f"clusters (below {th.min_clusters_used})")
+        key_std = record.get("key_std", math.nan)
+        if self.key_dim is not None and key_std * math.sqrt(self.key_dim) < th.min_std_ratio:
+            out.append(f"contrastive key_std {key_std:.4g} is "
+                       f"{key_std * math.sqrt(self.key_dim):.3g} x 1/sqrt(D), "
+                       f"below {th.min_std_ratio}")
+        if self.key_dim is not None and record.get("contrastive_at_uniform", 0.0) >= 1.0:
+            out.append(f"contrastive loss {record.get('loss_contrastive', math.nan):.4g} sits "
+                       "at ln(1 + queue size): every key looks alike")
+        target_std = record.get("target_std", math.nan)
+        if target_std < th.min_target_std:
+            out.append(f"masked-modeling target_std {target_std:.3g} is below "
+                       f"{th.min_target_std}: every bar has the same target")
         return out
 
     def _teacher_problems(self, record: dict[str, float], k: int) -> list[str]:

@@ -1,23 +1,32 @@
-"""Self-supervised pretraining of a window encoder with an EMA teacher (BYOL / DINO).
+"""Self-supervised pretraining of a window encoder with an EMA teacher.
 
-The student is an encoder plus H projection heads (plus H predictors in the
-BYOL form); the teacher is a frozen copy that follows the student by
-``theta_t <- tau * theta_t + (1 - tau) * theta_s`` once per optimizer step,
-right after it, with ``tau`` on a per-step cosine schedule from
-``ema_teacher.tau_base`` to 1. Each step draws two augmented views of a batch
-of training windows; the student sees both (one forward of 2B windows), the
-teacher sees both under ``no_grad``, and the loss is summed over heads:
+The student is an encoder plus the heads its objectives need (see
+:mod:`~selfdistill.methods.ema_teacher.networks`); the teacher is a frozen copy
+that follows the student by ``theta_t <- tau * theta_t + (1 - tau) * theta_s``
+once per optimizer step, right after it, with ``tau`` on a per-step cosine
+schedule from ``ema_teacher.tau_base`` to 1. Each step draws two augmented views
+of a batch of training windows; the teacher sees both under ``no_grad``, the
+student sees both (masked, with the masked objective), and the loss is the
+weighted sum of the objectives in ``ema_teacher.objective``
+(:mod:`~selfdistill.methods.ema_teacher.objectives`):
 
-- ``byol``: the student's prediction for view a matches the teacher's
-  projection of view b (stop-gradient), divergence ``l2`` / ``cosine`` / ``kl``.
-- ``dino``: cross-entropy from the teacher's centred, sharpened distribution
-  over K prototypes (temperature warmed up 0.04 -> 0.07) to the student's (0.1).
+- ``consistency``, in the ``byol`` form: the student's prediction for view a matches
+  the teacher's projection of view b (stop-gradient), divergence ``l2`` / ``cosine``
+  / ``kl``; in the ``dino`` form: cross-entropy from the teacher's centred, sharpened
+  distribution over K prototypes (temperature warmed up 0.04 -> 0.07) to the student's;
+- ``masked`` (data2vec / iBOT), ``contrastive`` (MoCo with a key queue),
+  ``clustering`` (SwAV's Sinkhorn-Knopp codes).
 
-Pretraining reads training windows only: the rows of ``TrainData.unlabeled_rows``
-(training bars) whose whole window lies inside those rows. Collapse metrics
-(see :mod:`selfdistill.methods.ema_teacher.collapse`) are logged in the history every epoch.
-``fit_ema_teacher`` is the method the pipeline runs: pretrain, then fine-tune a
-:class:`~selfdistill.nn.encoders.WindowClassifier` from the teacher's encoder.
+With ``ema_teacher.accumulation_steps = k`` the student runs on k micro-batches
+and the gradients add up (:mod:`selfdistill.training.accumulate`); the teacher,
+its EMA update, the DINO centers and the key queue still move once per optimizer
+step. Pretraining reads training windows only: the rows of
+``TrainData.unlabeled_rows`` (training bars) whose whole window lies inside those
+rows. Collapse metrics (:mod:`~selfdistill.methods.ema_teacher.monitor`) are logged
+in the history every epoch. ``fit_ema_teacher`` is the method the pipeline runs:
+pretrain, then fine-tune a :class:`~selfdistill.nn.encoders.WindowClassifier` from
+the downstream encoder (``ema_teacher.encoder``; by default the online encoder in
+the BYOL form, the teacher in the DINO form).
 
 References:
     Grill et al. Bootstrap Your Own Latent. 2020. Caron et al. DINO. 2021.
@@ -37,8 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from selfdistill.config import EmaTeacherConfig, RunConfig
+from selfdistill.config.sections import OBJECTIVES
 from selfdistill.errors import ConfigError, TrainingError
-from selfdistill.losses.consistency import DINOLoss, byol_loss, teacher_probabilities
 from selfdistill.methods.base import Lineage, Member, TrainData
 from selfdistill.methods.common import derive_seed, freeze, hard_ce_loss, train_model
 from selfdistill.methods.ema_teacher.checkpoint import (
@@ -48,47 +57,50 @@ from selfdistill.methods.ema_teacher.checkpoint import (
     restore_state,
     save_checkpoint,
 )
-from selfdistill.methods.ema_teacher.collapse import (
-    CollapseMonitor,
-    effective_rank,
-    embedding_std,
-    loss_at_uniform,
-    marginal_entropy,
-    teacher_entropy,
+from selfdistill.methods.ema_teacher.monitor import collapse_record, make_monitor
+from selfdistill.methods.ema_teacher.networks import PretrainNetwork, build_networks
+from selfdistill.methods.ema_teacher.objectives import (
+    after_step,
+    student_terms,
+    teacher_targets,
+    teacher_temperature,
 )
 from selfdistill.methods.ema_teacher.state import PretrainState
-from selfdistill.nn.encoders import ENCODER_KINDS, WindowClassifier, build_encoder
-from selfdistill.nn.heads import DINOHead, EncoderWithHeads, MLPHead, MultiHead
+from selfdistill.nn.encoders import WindowClassifier
 from selfdistill.nn.windows import make_windows, window_rows_within
+from selfdistill.training.accumulate import accumulate
 from selfdistill.training.augment import AugmentSpec, augment
-from selfdistill.training.ema import linear_warmup, make_teacher, update_ema
+from selfdistill.training.ema import make_teacher, update_ema
 from selfdistill.training.loop import Callback, make_optimizer
 from selfdistill.training.schedules import cosine_tau
 
-__all__ = ["PretrainResult", "build_state", "fit_ema_teacher", "pretrain",
-           "pretrain_rows", "windowed"]
+__all__ = ["PretrainResult", "build_state", "fit_ema_teacher", "objective_name", "pretrain",
+           "pretrain_loss", "pretrain_rows", "train_step", "windowed"]
 
 log = logging.getLogger(__name__)
 
-#: ema_teacher keys that only matter after pretraining (a resume may change them)
-_DOWNSTREAM_KEYS = {"checkpoint", "encoder", "label_fractions"}
+#: ema_teacher keys a resume may change: they only matter after pretraining, or change
+#: nothing but memory and speed (accumulation equals the whole batch to float rounding)
+_RESUMABLE_KEYS = {"checkpoint", "encoder", "label_fractions", "compare_objectives",
+                   "accumulation_steps", "activation_checkpointing"}
 
 
 @dataclass
 class PretrainResult:
     """The pretrained networks and their per-epoch history."""
 
-    student: EncoderWithHeads
-    teacher: EncoderWithHeads
+    student: PretrainNetwork
+    teacher: PretrainNetwork
     encoder_spec: dict[str, Any]
     history: list[dict[str, float]]
     seconds: float
 
     def encoder(self, which: str = "teacher") -> nn.Module:
-        """The pretrained encoder, ``teacher`` (default) or ``student``."""
+        """The pretrained encoder, ``teacher`` (default) or ``student`` (the online one)."""
         if which not in ("teacher", "student"):
             raise ValueError(f"which encoder '{which}' is not one of: teacher, student")
-        return self.teacher.encoder if which == "teacher" else self.student.encoder
+        encoder: nn.Module = self.teacher.encoder if which == "teacher" else self.student.encoder
+        return encoder
 
     @property
     def collapsed(self) -> bool:
@@ -107,125 +119,90 @@ def pretrain_rows(data: TrainData, window: int) -> Tensor:
     return window_rows_within(rows, rows, window)
 
 
-def _networks(n_features: int, cfg: RunConfig) -> tuple[EncoderWithHeads, MultiHead | None,
-                                                  nn.ModuleList | None]:
-    m, e = cfg.model, cfg.ema_teacher
-    if m.kind not in ENCODER_KINDS:
-        raise ConfigError(f"ema_teacher pretrains a window encoder: model.kind must be one of "
-                          f"{', '.join(ENCODER_KINDS)}, got '{m.kind}'")
-    enc = build_encoder(m.kind, n_features, hidden=m.hidden, activation=m.activation,
-                        dropout=m.dropout)
-    if e.form == "byol":
-        heads = MultiHead(lambda h: MLPHead(enc.dim, e.projection_dim, hidden=e.projection_hidden,
-                                            norm=e.head_norm), e.heads)
-        preds = MultiHead(lambda h: MLPHead(e.projection_dim, e.projection_dim,
-                                            hidden=e.predictor_hidden, norm=e.head_norm), e.heads)
-        return EncoderWithHeads(enc, heads), preds, None
-    heads = MultiHead(lambda h: DINOHead(enc.dim, e.prototypes, hidden=e.projection_hidden,
-                                         bottleneck=e.bottleneck, norm=e.head_norm), e.heads)
-    dino = nn.ModuleList(DINOLoss(e.prototypes, center_momentum=e.center_momentum,
-                                  centering=e.centering) for _ in range(e.heads))
-    return EncoderWithHeads(enc, heads), None, dino
+def objective_name(e: EmaTeacherConfig) -> str:
+    """``consistency`` (the form: ``byol`` / ``dino``), or the objectives with their weights.
+
+    >>> from selfdistill.config import EmaTeacherConfig
+    >>> objective_name(EmaTeacherConfig(objective={"consistency": 1.0, "masked": 0.5}))
+    'byol+masked0.5'
+    """
+    parts = [(e.form if name == "consistency" else name) + ("" if w == 1.0 else f"{w:g}")
+             for name, w in e.objective.items()]
+    return "+".join(parts)
 
 
 def build_state(n_features: int, n_rows: int, cfg: RunConfig, *, seed: int,
                 device: torch.device | str = "cpu") -> PretrainState:
-    """Fresh student, teacher, heads, optimizer and generator for ``n_rows`` windows."""
+    """Fresh student, teacher, heads, loss state, optimizer and generator for ``n_rows``."""
     e = cfg.ema_teacher
     if n_rows < 2:
         raise TrainingError(f"ema_teacher pretraining needs >= 2 training windows, got {n_rows}")
     torch.manual_seed(seed)
-    student, predictors, dino = _networks(n_features, cfg)
-    student.to(device)
-    for extra in (predictors, dino):
-        if extra is not None:
-            extra.to(device)
+    nets = build_networks(n_features, cfg)
+    for module in (nets.student, nets.predictors, nets.dino, nets.online, nets.queue):
+        if module is not None:
+            module.to(device)
+    trained = nn.ModuleList([nets.student, *([nets.predictors] if nets.predictors else []),
+                             nets.online])
     steps = n_rows // min(e.batch_size, n_rows)  # the last partial batch is dropped
-    online = nn.ModuleList([student, *([predictors] if predictors else [])])
     return PretrainState(
-        student=student, teacher=make_teacher(student), predictors=predictors, dino=dino,
-        optimizer=make_optimizer(online, kind=cfg.training.optimizer, lr=e.lr,
+        student=nets.student, teacher=make_teacher(nets.student), predictors=nets.predictors,
+        dino=nets.dino, online=nets.online, queue=nets.queue,
+        optimizer=make_optimizer(trained, kind=cfg.training.optimizer, lr=e.lr,
                                  weight_decay=e.weight_decay),
         generator=torch.Generator(device=device).manual_seed(seed),
         steps_per_epoch=steps, total_steps=steps * e.epochs)
 
 
-def _teacher_temperature(state: PretrainState, e: EmaTeacherConfig) -> float:
-    return linear_warmup(state.step, start=e.teacher_temperature,
-                         end=e.teacher_temperature_final,
-                         warmup_steps=e.teacher_temperature_warmup_epochs * state.steps_per_epoch)
+def pretrain_loss(state: PretrainState, views: Tensor, e: EmaTeacherConfig) -> Tensor:
+    """The weighted loss of every objective on ``views`` (2B, F, W): two views stacked."""
+    targets = teacher_targets(state, views, e)
+    return student_terms(state, targets, slice(0, len(views) // 2), e)["loss"]
 
 
-def _loss(state: PretrainState, views: Tensor, e: EmaTeacherConfig) -> Tensor:
-    """Loss summed over heads for ``views`` (2B, F, W): the two views stacked."""
-    _, outs_s = state.student(views)  # H x (2B, P)
-    with torch.no_grad():
-        _, outs_t = state.teacher(views)
-    total = views.new_zeros(())
-    if state.predictors is not None:
-        for pred, o_s, o_t in zip(state.predictors.heads, outs_s, outs_t, strict=True):
-            total = total + byol_loss(pred(o_s).chunk(2), o_t.chunk(2), divergence=e.divergence,
-                                      student_temperature=e.student_temperature,
-                                      teacher_temperature=e.teacher_temperature)
-        return total
-    assert state.dino is not None
-    t_temp = _teacher_temperature(state, e)
-    for dino, o_s, o_t in zip(state.dino, outs_s, outs_t, strict=True):
-        total = total + dino(o_s.chunk(2), o_t.chunk(2), student_temperature=e.student_temperature,
-                             teacher_temperature=t_temp)
-    return total
+def train_step(state: PretrainState, xb: Tensor, e: EmaTeacherConfig,
+               spec: AugmentSpec) -> dict[str, Tensor]:
+    """One optimizer step on windows ``xb`` (B, F, W), then the EMA update.
 
+    With ``e.accumulation_steps = k`` the student runs on k micro-batches of B / k
+    windows (gradients summed, weighted by size); the teacher targets, the
+    optimizer step, the EMA update and the queue / center updates happen once.
 
-def train_step(state: PretrainState, xb: Tensor, e: EmaTeacherConfig, spec: AugmentSpec) -> Tensor:
-    """One optimizer step on windows ``xb`` (B, F, W), then the EMA update; returns the loss."""
+    Returns:
+        ``loss`` (the weighted sum) and each objective's term, detached batch means.
+    """
     views = torch.cat([augment(xb, spec, generator=state.generator),
                        augment(xb, spec, generator=state.generator)])  # (2B, F, W)
-    loss = _loss(state, views, e)
+    targets = teacher_targets(state, views, e)
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    terms = accumulate(lambda s: student_terms(state, targets, s, e), len(xb),
+                       e.accumulation_steps)
     if e.grad_clip is not None:
-        nn.utils.clip_grad_norm_(state.online().parameters(), e.grad_clip)
+        nn.utils.clip_grad_norm_(state.trained().parameters(), e.grad_clip)
     state.optimizer.step()
     tau = cosine_tau(state.step, total_steps=state.total_steps, tau_base=e.tau_base)
     update_ema(state.teacher, state.student, tau, buffers=e.buffers)  # after step(), explicitly
+    after_step(state, targets)
     state.step += 1
-    return loss.detach()
+    return terms
 
 
-def _run_epoch(state: PretrainState, x: Tensor, rows: Tensor, e: EmaTeacherConfig) -> float:
+def _run_epoch(state: PretrainState, x: Tensor, rows: Tensor,
+               e: EmaTeacherConfig) -> dict[str, float]:
+    """One pass over the pretraining rows: the mean of each loss term over its steps."""
     spec = AugmentSpec(**e.augment.model_dump())
     bs = min(e.batch_size, len(rows))
     perm = rows[torch.randperm(len(rows), generator=state.generator,
                                device=state.generator.device).to(rows.device)]
-    running = torch.zeros((), device=x.device)
+    running: dict[str, Tensor] = {}
     for i in range(state.steps_per_epoch):
-        running += train_step(state, x[perm[i * bs:(i + 1) * bs]], e, spec)
-    loss = float(running) / state.steps_per_epoch
-    if not math.isfinite(loss):
-        raise TrainingError(f"ema_teacher pretraining loss became {loss} in epoch "
+        for name, value in train_step(state, x[perm[i * bs:(i + 1) * bs]], e, spec).items():
+            running[name] = running[name] + value if name in running else value
+    means = {name: float(value) / state.steps_per_epoch for name, value in running.items()}
+    if not math.isfinite(means["loss"]):
+        raise TrainingError(f"ema_teacher pretraining loss became {means['loss']} in epoch "
                             f"{state.epoch + 1}; lower ema_teacher.lr or set ema_teacher.grad_clip")
-    return loss
-
-
-@torch.no_grad()
-def _collapse_record(state: PretrainState, xm: Tensor, loss: float,
-                     e: EmaTeacherConfig) -> dict[str, float]:
-    state.student.eval()
-    z = state.student.encoder(xm)  # (M, D)
-    state.student.train()
-    rec = {"embedding_std": embedding_std(z), "effective_rank": effective_rank(z),
-           "teacher_entropy": math.nan, "teacher_marginal_entropy": math.nan,
-           "loss_at_uniform": math.nan}
-    if state.dino is not None:
-        _, outs = state.teacher(xm)
-        t_temp = _teacher_temperature(state, e)
-        centers = [d.center for d in state.dino if isinstance(d, DINOLoss)]
-        probs = [teacher_probabilities(o, c, temperature=t_temp)
-                 for o, c in zip(outs, centers, strict=True)]
-        rec["teacher_entropy"] = sum(map(teacher_entropy, probs)) / len(probs)
-        rec["teacher_marginal_entropy"] = sum(map(marginal_entropy, probs)) / len(probs)
-        rec["loss_at_uniform"] = float(loss_at_uniform(loss / len(probs), e.prototypes))
-    return rec
+    return means
 
 
 def _monitor_rows(rows: Tensor, n: int) -> Tensor:
@@ -235,21 +212,22 @@ def _monitor_rows(rows: Tensor, n: int) -> Tensor:
     return rows[torch.linspace(0, len(rows) - 1, n).round().long().to(rows.device)]
 
 
-def _epoch_record(state: PretrainState, loss: float, xm: Tensor, e: EmaTeacherConfig,
-                  t0: float) -> dict[str, float]:
-    rec = {"epoch": float(state.epoch), "loss": loss,
+def _epoch_record(state: PretrainState, losses: dict[str, float], xm: Tensor,
+                  e: EmaTeacherConfig, t0: float) -> dict[str, float]:
+    rec = {"epoch": float(state.epoch), "loss": losses["loss"],
            "tau": cosine_tau(state.step, total_steps=state.total_steps, tau_base=e.tau_base),
-           "teacher_temperature": _teacher_temperature(state, e),
+           "teacher_temperature": teacher_temperature(state, e),
            "lr": float(state.optimizer.param_groups[0]["lr"]),
            "seconds": time.perf_counter() - t0}
-    rec.update(_collapse_record(state, xm, loss, e))
+    rec.update({f"loss_{name}": losses.get(name, math.nan) for name in OBJECTIVES})
+    rec.update(collapse_record(state, xm, losses, e))
     return rec
 
 
 def _fingerprint(cfg: RunConfig, seed: int, n_rows: int) -> dict[str, Any]:
     """What must not change between a checkpoint and the run resuming from it."""
     return {"seed": seed, "rows": n_rows, "model": cfg.model.model_dump(mode="json"),
-            "ema_teacher": cfg.ema_teacher.model_dump(mode="json", exclude=_DOWNSTREAM_KEYS),
+            "ema_teacher": cfg.ema_teacher.model_dump(mode="json", exclude=_RESUMABLE_KEYS),
             "optimizer": cfg.training.optimizer}
 
 
@@ -273,16 +251,16 @@ def pretrain(data: TrainData, cfg: RunConfig, *, seed: int, out_dir: str | Path 
     if out_dir is not None and resume and (Path(out_dir) / "pretrain.json").is_file():
         restore_state(state, *read_checkpoint(out_dir), expect=fingerprint)
         log.info("resuming pretraining at epoch %d from %s", state.epoch, out_dir)
-    monitor = CollapseMonitor(cfg.model.hidden[-1], e.prototypes if e.form == "dino" else None)
+    monitor = make_monitor(cfg)
     xm = x[_monitor_rows(rows, e.monitor_rows)]  # (M, F, W): the only materialised copy
-    label, t0 = f"ema_teacher pretrain ({e.form})", time.perf_counter()
+    label, t0 = f"ema_teacher pretrain ({objective_name(e)})", time.perf_counter()
     for cb in callbacks:
         cb.on_fit_begin(label, e.epochs)
     state.student.train()
     while state.epoch < e.epochs:
-        loss = _run_epoch(state, x, rows, e)
+        losses = _run_epoch(state, x, rows, e)
         state.epoch += 1
-        record = _epoch_record(state, loss, xm, e, t0)
+        record = _epoch_record(state, losses, xm, e, t0)
         record["collapsed"] = float(bool(monitor.check(record, label=label)))
         state.history.append(record)
         if out_dir is not None:
@@ -315,14 +293,15 @@ def fit_ema_teacher(data: TrainData, cfg: RunConfig, *, seed: int,
     else:
         result = pretrain(data, cfg, seed=derive_seed(seed, "ema_teacher", "pretrain"),
                           callbacks=callbacks)
-        source = result.encoder(e.encoder)
-        info = {"pretrain_seconds": result.seconds, "pretrain_collapsed": result.collapsed}
+        source = result.encoder(e.downstream_encoder())
+        info = {"pretrain_seconds": result.seconds, "pretrain_collapsed": result.collapsed,
+                "pretrain_encoder": e.downstream_encoder()}
     ft_seed = derive_seed(seed, "ema_teacher", "finetune")
     torch.manual_seed(ft_seed)
     model = WindowClassifier(data.n_features, data.n_classes, kind=cfg.model.kind,
                              window=int(data.x.shape[2]), hidden=cfg.model.hidden,
                              activation=cfg.model.activation, dropout=cfg.model.dropout)
-    init_from_pretrained(model, source, which=e.encoder)
+    init_from_pretrained(model, source, which=e.encoder)  # auto: the checkpoint's form decides
     model.to(data.device)
     tuned = train_model(model, data, cfg, hard_ce_loss(data.y), seed=ft_seed,
                         label="ema_teacher finetune", callbacks=callbacks)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from selfdistill.nn.heads import EncoderWithHeads, MultiHead
+from selfdistill.losses.contrastive import KeyQueue
+from selfdistill.methods.ema_teacher.networks import PretrainNetwork
+from selfdistill.nn.heads import MultiHead
 
 __all__ = ["PretrainState"]
 
@@ -21,10 +23,12 @@ __all__ = ["PretrainState"]
 class PretrainState:
     """Everything a pretraining run changes; all of it goes into the checkpoint."""
 
-    student: EncoderWithHeads
-    teacher: EncoderWithHeads
-    predictors: MultiHead | None
+    student: PretrainNetwork
+    teacher: PretrainNetwork
+    predictors: MultiHead | None  # BYOL's, one per consistency head
     dino: nn.ModuleList | None  # one DINOLoss (with its center) per head
+    online: nn.ModuleDict  # student-only heads of the other objectives (contrastive, masked)
+    queue: KeyQueue | None  # contrastive negatives
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # batches and augmentations
     steps_per_epoch: int
@@ -33,6 +37,7 @@ class PretrainState:
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def online(self) -> nn.ModuleList:
-        """The trained modules: student and predictors (never the teacher)."""
-        return nn.ModuleList([self.student, *([self.predictors] if self.predictors else [])])
+    def trained(self) -> nn.ModuleList:
+        """The trained modules: student, predictors and online heads (never the teacher)."""
+        return nn.ModuleList([self.student, *([self.predictors] if self.predictors else []),
+                              self.online])
