@@ -429,8 +429,13 @@ class EvaluationConfig(Section):
     window: Literal["expanding", "rolling"] = "expanding"
     seeds: PositiveInt = 1
     workers: PositiveInt = 1
-    bootstrap: PositiveInt = 2000
     calibrate: bool = True
+    #: How the p-values of a run's many comparisons (the results table) are adjusted as
+    #: one family: ``bh`` (Benjamini-Hochberg false discovery rate) or ``holm``
+    #: (family-wise error). The findings' few tests are always Holm-adjusted.
+    adjust: Literal["holm", "bh"] = "bh"
+    #: The metric the findings answer "does it beat ..." on.
+    primary_metric: Literal["accuracy", "nll", "brier"] = "accuracy"
 
 
 class BacktestConfig(Section):
