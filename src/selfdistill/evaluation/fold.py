@@ -176,7 +176,9 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
             for name in SPLITS}
     data = TrainData(x=x, y=y, train_rows=rows["train"], val_rows=rows["val"],
                      n_classes=len(ds.labels.class_names), class_names=ds.labels.class_names,
-                     feature_names=tuple(ds.features.columns), unlabeled_rows=rows["train"])
+                     feature_names=tuple(ds.features.columns), unlabeled_rows=rows["train"],
+                     positions=torch.as_tensor(ds.labels.start, dtype=torch.int64,
+                                               device=device))  # gaps break HMM sequences
     return data, x, scaler
 
 
