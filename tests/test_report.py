@@ -9,7 +9,6 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -17,7 +16,8 @@ from selfdistill.cli import main
 from selfdistill.errors import DataError
 from selfdistill.evaluation import run_experiment
 from selfdistill.report import load_run, write_report
-from selfdistill.report.sections import SECTION_IDS, RunData, featured_output
+from selfdistill.report.outputs import OutputIndex, featured_output
+from selfdistill.report.sections import SECTION_IDS
 from selfdistill.report.tables import headline_rows, markdown_table
 from selfdistill.rundir.read import read_run_parquet
 from tiny_experiment import tiny_config
@@ -104,7 +104,7 @@ def test_every_section_is_present_with_content(checked: tuple[str, Checker]) -> 
 
 def test_figures_are_embedded_pngs(checked: tuple[str, Checker]) -> None:
     _, checker = checked
-    assert len(checker.images) >= 6  # generations, reliability, confusion, regimes, equity, ...
+    assert len(checker.images) >= 5  # equity, generations, reliability, regimes, AUROC
     for src in checker.images:
         data = base64.b64decode(src.removeprefix("data:image/png;base64,"))
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -113,7 +113,8 @@ def test_figures_are_embedded_pngs(checked: tuple[str, Checker]) -> None:
 def test_table_shows_intervals_and_verdicts(checked: tuple[str, Checker]) -> None:
     text, _ = checked
     results = text.split('<section id="results">', 1)[1].split("</section>", 1)[0]
-    assert re.search(r"\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", results)  # mean [lo, hi]
+    # the mean over its interval [lo, hi]
+    assert re.search(r"\d\.\d{3}<br><span class=\"ci\">\[-?\d\.\d{3}, -?\d\.\d{3}\]", results)
     assert "vs baseline" in results and "vs lightgbm" in results  # noqa: PT018
     assert "no significant difference" in results
     for method in ("baseline", "born_again_selected", "lightgbm", "buy_and_hold", "random"):
@@ -136,8 +137,7 @@ def test_featured_output_is_chosen_on_validation_not_test() -> None:
     metrics = {"records": [agg("baseline", "val", 1.00), agg("baseline", "test", 0.50),
                            agg("lightgbm", "val", 0.90), agg("lightgbm", "test", 2.00),
                            agg("majority", "val", 0.10)]}
-    run = RunData(metrics, {}, "", pd.DataFrame(), None, None)
-    assert featured_output(run) == ("lightgbm", "-")
+    assert featured_output(OutputIndex.from_records(metrics["records"])) == ("lightgbm", "-")
 
 
 def test_cli_report_reads_only_the_run_directory(run_dir: Path, tmp_path: Path,

@@ -4,28 +4,34 @@
 predictions.parquet, backtest.parquet, prices.parquet) and writes
 ``report.html`` — one file, CSS inline, figures embedded as base64 PNG (drawn
 with matplotlib's Agg canvas), no script, no external URL — and
-``summary.md`` with the same headline table.
+``summary.md`` with the same headline table. timings.json gives the run's
+``created_at``; an ``INCOMPLETE`` marker puts a warning banner on the page.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from selfdistill._version import __version__
 from selfdistill.atomic import atomic_write_text
 from selfdistill.errors import DataError
+from selfdistill.report.market import identity_strip
 from selfdistill.report.sections import RunData, build_sections
+from selfdistill.report.style import CSS
 from selfdistill.report.tables import (
     comparison_rows,
     findings_markdown,
     headline_rows,
     markdown_table,
 )
-from selfdistill.rundir.layout import CONFIG_FILE, PRICES_FILE, damaged
+from selfdistill.rundir.layout import CONFIG_FILE, PRICES_FILE, TIMINGS_FILE, damaged
+from selfdistill.rundir.lifecycle import incomplete_reason
 from selfdistill.rundir.read import read_curves, read_metrics, read_predictions, read_prices
 
 __all__ = ["load_run", "render_html", "render_markdown", "write_report"]
@@ -34,17 +40,6 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-table { border-collapse: collapse; font-size: .82em; margin: .6em 0; }
-th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; } .note { color: #555; font-size: .88em; }
-.finding { font-weight: 600; margin: .2em 0; } nav a { margin-right: 1em; }
-pre { background: #f6f6f6; padding: .8em; font-size: .8em; overflow-x: auto; }
-"""
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -61,22 +56,51 @@ def load_run(run_dir: str | Path) -> RunData:
     except yaml.YAMLError as exc:
         raise damaged(config_path, exc) from exc  # the message keeps only its first line
     return RunData(metrics=read_metrics(path), config=config,
-                   config_text=config_text, predictions=read_predictions(path),
-                   curves=read_curves(path), prices=prices)
+                   config_text=config_text, predictions=_labels(read_predictions(path)),
+                   curves=_optional_labels(read_curves(path)), prices=prices,
+                   created_at=_created_at(path), incomplete=incomplete_reason(path))
+
+
+def _optional_labels(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    return None if frame is None else _labels(frame)
+
+
+def _labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Output and split names as categories: every section filters by them, and comparing
+    categories is much faster than comparing strings."""
+    names = [c for c in ("split", "method", "member") if c in frame.columns]
+    return frame.astype(dict.fromkeys(names, "category"))
+
+
+def _created_at(path: Path) -> str | None:
+    """timings.json's ``created_at`` (None for runs without it)."""
+    timings = path / TIMINGS_FILE
+    if not timings.is_file():
+        return None
+    try:
+        value = json.loads(timings.read_text(encoding="utf-8")).get("created_at")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise damaged(timings, exc) from exc
+    return None if value is None else str(value)
 
 
 def render_html(run: RunData) -> str:
-    """The whole report page."""
+    """The whole report page: title and market, then the findings, then the evidence."""
     name = html.escape(str(run.metrics.get("name", "run")))
     sections = build_sections(run)
     nav = "".join(f'<a href="#{sid}">{html.escape(title)}</a>' for sid, title, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{html.escape(title)}</h2>{content}</section>'
                    for sid, title, content in sections)
+    banner = ("" if run.incomplete is None else
+              f'<p class="banner">This run is marked INCOMPLETE ({html.escape(run.incomplete)}'
+              "): its results are partial; run the experiment again for complete ones.</p>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>selfdistill report: {name}</title><style>{_CSS}</style></head><body>"
-            f"<h1>selfdistill report: {name}</h1>"
-            f'<p class="note">selfdistill {html.escape(__version__)}</p>'
-            f"<nav>{nav}</nav>{body}</body></html>\n")
+            f"<title>selfdistill report: {name}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>selfdistill report: {name}</h1>{identity_strip(run)}</header>"
+            f"{banner}<nav>{nav}</nav>{body}"
+            f"<footer>Written by selfdistill {html.escape(__version__)} from the run "
+            "directory alone; every choice was made on validation rows.</footer>"
+            "</body></html>\n")
 
 
 def render_markdown(run: RunData) -> str:

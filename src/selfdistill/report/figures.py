@@ -1,47 +1,81 @@
 """The report's figures, drawn with matplotlib's Agg canvas (no pyplot, no display).
 
-Each function takes plain frames / dicts read from a run directory and returns
-a :class:`~matplotlib.figure.Figure`; :func:`to_data_uri` turns it into a
-base64 PNG for embedding, so the HTML needs no file or network next to it.
+Each function takes plain frames / dicts read from a run directory and returns a
+:class:`~matplotlib.figure.Figure`; :func:`to_data_uri` turns it into a base64 PNG for
+embedding, so the HTML needs no file or network next to it.
+
+Axes are placed at fixed positions in inches (:func:`_canvas`), not by a layout engine:
+constrained layout measured every tick label of every figure and cost more than half of
+the report's time. Intervals are drawn as they are (``ci_low`` to ``ci_high``), never as
+a mean plus or minus a half-width.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, ParamSpec
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num, num2date
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from selfdistill.evaluation.calibration import apply_temperature, logits_from_proba
-from selfdistill.evaluation.metrics import reliability_curve
-
 __all__ = [
+    "BASELINE_STYLES",
+    "MIN_BIN_ROWS",
     "REGIME_COLORS",
-    "confusion_figure",
+    "ReliabilityPanel",
+    "auroc_figure",
     "equity_figure",
     "generations_figure",
     "regimes_figure",
     "reliability_figure",
     "to_data_uri",
-    "uncertainty_figure",
 ]
 
 #: bull, bear, sideways
 REGIME_COLORS = ("#2ca02c", "#d62728", "#9e9e9e")
-_LINE_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+_LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+                "#bcbd22", "#d62728")
+#: Line style of the trading baselines in the equity chart.
+BASELINE_STYLES = {"buy_and_hold": ("#555555", "--"), "always_flat": ("#999999", ":"),
+                   "random": ("#aaaaaa", "-.")}
+#: Reliability bins with fewer rows are drawn grey and hollow (too few to read).
+MIN_BIN_ROWS = 30
+_STYLE: dict[Any, Any] = {
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.6,
+    "axes.edgecolor": "#888888", "axes.titleweight": "bold", "legend.frameon": False,
+    "path.simplify": True, "agg.path.chunksize": 10000,
+    # a fixed title height: matplotlib otherwise measures every tick label to place titles
+    "axes.titley": 1.01,
+}
+P = ParamSpec("P")
+
+
+def _styled(draw: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Draw under the report's style (a local rc context: the user's rcParams are untouched)."""
+    @wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with mpl.rc_context(_STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 def to_data_uri(fig: Figure, *, dpi: int = 90) -> str:
     """``data:image/png;base64,...`` of a figure."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)  # constrained layout sets the margins
+    with mpl.rc_context(_STYLE):
+        fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -51,102 +85,191 @@ def _x(times: Any) -> np.ndarray:
     return (index.tz_convert(None) if index.tz is not None else index).to_numpy()
 
 
-def _figure(n_panels: int, *, width: float = 4.0, height: float = 3.2,
-            rows: int = 1) -> tuple[Figure, list[Any]]:
-    cols = int(np.ceil(n_panels / rows))
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, axes[:n_panels]
+def _fixed(ax: Any, axis: str = "y", n: int = 4, *, integer: bool = False) -> None:
+    """Freeze an axis's ticks at a few nice values of its current limits.
+
+    Automatic locators re-run (and build tick artists) on every draw; fixed ticks drew
+    this report's figures three times faster.
+    """
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    values = MaxNLocator(n, integer=integer).tick_values(lo, hi)
+    values = values[(values >= min(lo, hi) - 1e-12) & (values <= max(lo, hi) + 1e-12)]
+    (ax.set_yticks if axis == "y" else ax.set_xticks)(values)
 
 
+def _dates(ax: Any, shared: Any | None = None) -> None:
+    """Fixed, short date ticks (2022-02, 03, ... rather than full stamps) on ``ax``, and
+    the same positions without labels on ``shared``."""
+    lo, hi = ax.get_xlim()
+    locator = AutoDateLocator(maxticks=9)
+    values = [v for v in locator.tick_values(num2date(lo), num2date(hi)) if lo <= v <= hi]
+    labels = ConciseDateFormatter(locator).format_ticks(values)
+    ax.set_xticks(values, labels)
+    offset = ConciseDateFormatter(locator)
+    offset.format_ticks(values)
+    ax.set_xlabel(offset.get_offset(), loc="right")
+    if shared is not None:
+        shared.set_xlim(lo, hi)
+        shared.set_xticks(values, [])
+
+
+def _canvas(n: int, *, cols: int, width: float, height: float, left: float = 0.55,
+            bottom: float = 0.5, top: float = 0.35, right: float = 0.15, gap_w: float = 0.55,
+            gap_h: float = 0.75) -> tuple[Figure, list[tuple[float, float, float, float]]]:
+    """A figure with ``n`` panel slots of ``width`` x ``height`` inches, ``cols`` a row.
+
+    Returns the figure and each slot's (left, bottom, width, height) in figure fractions.
+    """
+    cols = max(1, min(cols, n))
+    rows = int(np.ceil(n / cols))
+    fw = left + cols * width + (cols - 1) * gap_w + right
+    fh = top + rows * height + (rows - 1) * gap_h + bottom
+    fig = Figure(figsize=(fw, fh))
+    slots = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0 = left + c * (width + gap_w)
+        y0 = fh - top - (r + 1) * height - r * gap_h
+        slots.append((x0 / fw, y0 / fh, width / fw, height / fh))
+    return fig, slots
+
+
+def _axes(n: int, **kwargs: Any) -> tuple[Figure, list[Any]]:
+    fig, slots = _canvas(n, **kwargs)
+    return fig, [fig.add_axes(s) for s in slots]
+
+
+@_styled
 def generations_figure(series: dict[str, dict[str, list[dict[str, Any]]]],
                        references: dict[str, dict[str, float]], metrics: Sequence[str]
                        ) -> Figure:
-    """Mean and 95% interval of each metric per member index, one panel per metric.
+    """Mean and 95% interval (as it is) of each metric per member index, a panel a metric.
 
     Args:
         series: ``{method: {metric: [{"x": 0, "mean": .., "ci_low": .., "ci_high": ..}]}}``.
-        references: ``{reference method: {metric: mean}}`` drawn as dashed lines.
+        references: ``{reference output: {metric: mean}}`` drawn as dashed lines.
         metrics: the panels, in order.
     """
-    fig, axes = _figure(len(metrics))
+    fig, axes = _axes(len(metrics), cols=5, width=2.05, height=1.75, gap_w=0.5, bottom=0.85)
     for ax, metric in zip(axes, metrics, strict=True):
         for i, (method, by_metric) in enumerate(series.items()):
             pts = by_metric.get(metric, [])
             if not pts:
                 continue
-            x = np.array([p["x"] for p in pts], dtype=float)
-            mean = np.array([p["mean"] for p in pts])
-            low = np.array([p["ci_low"] if p["ci_low"] is not None else p["mean"] for p in pts])
-            high = np.array([p["ci_high"] if p["ci_high"] is not None else p["mean"]
-                             for p in pts])
-            ax.errorbar(x + 0.05 * i, mean, yerr=[mean - low, high - mean], marker="o",
-                        capsize=3, label=method, color=_LINE_COLORS[i % len(_LINE_COLORS)])
+            x = np.array([p["x"] for p in pts], dtype=float) + 0.06 * i
+            mean = np.array([p["mean"] for p in pts], dtype=float)
+            color = _LINE_COLORS[i % len(_LINE_COLORS)]
+            ax.plot(x, mean, marker="o", markersize=3, color=color, label=method, linewidth=1)
+            has = [p.get("ci_low") is not None and p.get("ci_high") is not None for p in pts]
+            if any(has):  # the interval as it is: ci_low to ci_high, never mean +- half
+                ax.vlines(x[has], [p["ci_low"] for p, h in zip(pts, has, strict=True) if h],
+                          [p["ci_high"] for p, h in zip(pts, has, strict=True) if h],
+                          color=color, linewidth=1)
         for j, (name, values) in enumerate(references.items()):
             if metric in values:
-                ax.axhline(values[metric], linestyle="--", linewidth=1, label=name,
-                           color=("black", "#7f7f7f", "#bcbd22")[j % 3])
-        ax.set_title(metric)
+                ax.axhline(values[metric], linestyle="--", linewidth=0.9, label=name,
+                           color=("black", "#7f7f7f", "#bcbd22", "#8c564b")[j % 4])
+        ax.set_title(metric, loc="left")
+        _fixed(ax, "x", 6, integer=True)
+        _fixed(ax, "y", 4)
+    for ax in axes:
         ax.set_xlabel("generation / member")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6),
+                   bbox_to_anchor=(0.5, 0.0))
     return fig
 
 
-def reliability_figure(panels: dict[str, pd.DataFrame], class_names: Sequence[str],
-                       n_bins: int = 15) -> Figure:
-    """Reliability diagram per output, before and after temperature scaling.
+@dataclass(frozen=True)
+class ReliabilityPanel:
+    """One reliability diagram: what it shows, and its curves (from ``reliability_curve``).
 
-    Args:
-        panels: ``{title: prediction rows}`` with ``p_<class>``, ``label`` and
-            ``temperature`` columns (test rows).
+    ``after`` is the curve after temperature scaling (None when calibration is off).
     """
-    fig, axes = _figure(len(panels), width=3.4, height=3.4)
-    for ax, (title, rows) in zip(axes, panels.items(), strict=True):
-        proba = rows[[f"p_{c}" for c in class_names]].to_numpy(dtype=np.float64)
-        y = rows["label"].to_numpy()
-        temps = rows["temperature"].to_numpy(dtype=np.float64)
-        after = proba.copy()
-        for t in np.unique(temps[np.isfinite(temps)]):  # one temperature per cell
-            at = temps == t
-            after[at] = apply_temperature(logits_from_proba(proba[at]), float(t))
-        ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle=":")
-        for probs, name, color in ((proba, "before", "#d62728"), (after, "after T", "#1f77b4")):
-            curve = reliability_curve(y, probs, n_bins)
-            ax.plot(curve["confidence"], curve["accuracy"], marker="o", markersize=3,
-                    label=name, color=color)
-        ax.set(title=title, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(fontsize=7)
+
+    title: str
+    subtitle: str
+    before: dict[str, list[float]]
+    after: dict[str, list[float]] | None
+
+
+def _reliability_axes(fig: Figure, slot: tuple[float, float, float, float]
+                      ) -> tuple[Any, Any]:
+    """The diagram over a short axis of rows per bin; fixed ticks (ticks cost the most)."""
+    x0, y0, w, h = slot
+    top = fig.add_axes((x0, y0 + 0.3 * h, w, 0.7 * h))
+    bottom = fig.add_axes((x0, y0, w, 0.22 * h))
+    ticks = [0.0, 0.5, 1.0]
+    top.set_xticks(ticks, [])
+    top.set_yticks(ticks)
+    bottom.set_xticks(ticks)
+    return top, bottom
+
+
+def _draw_reliability(top: Any, curve: dict[str, list[float]], name: str, color: str) -> None:
+    """The line joins the bins with enough rows; thin bins are hollow grey points only."""
+    conf, acc = np.array(curve["confidence"]), np.array(curve["accuracy"])
+    count = np.array(curve["count"])
+    ok = count >= MIN_BIN_ROWS
+    top.plot(conf[ok], acc[ok], color=color, linewidth=1, marker="o", markersize=3.5,
+             label=name)
+    top.scatter(conf[~ok], acc[~ok], s=12, facecolors="none", edgecolors="#b0b0b0", zorder=3)
+
+
+@_styled
+def reliability_figure(panels: Sequence[ReliabilityPanel]) -> Figure:
+    """Reliability diagrams with the rows of every confidence bin underneath.
+
+    Bins with fewer than :data:`MIN_BIN_ROWS` rows are hollow grey points and grey bars.
+    """
+    cols = len(panels) if len(panels) <= 5 else 4
+    fig, slots = _canvas(len(panels), cols=cols, width=2.2, height=2.9, top=0.55, gap_w=0.45,
+                         gap_h=0.95)
+    for slot, panel in zip(slots, panels, strict=True):
+        top, bottom = _reliability_axes(fig, slot)
+        top.plot([0, 1], [0, 1], color="black", linewidth=0.7, linestyle=":")
+        _draw_reliability(top, panel.before, "before T", "#d62728")
+        if panel.after is not None:
+            _draw_reliability(top, panel.after, "after T", "#1f77b4")
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+        top.set_title(f"{panel.title}\n{panel.subtitle}", loc="left", fontsize=8)
+        top.legend(loc="upper left")
+        lower = np.array(panel.before["bin_lower"])
+        upper = np.array(panel.before["bin_upper"])
+        count = np.array(panel.before["count"])
+        colors = np.where(count >= MIN_BIN_ROWS, "#7f9fbf", "#d0d0d0")
+        bottom.bar(lower, count, width=upper - lower, align="edge", color=colors,
+                   edgecolor="white", linewidth=0.5)
+        bottom.set(xlim=(0, 1), xlabel="confidence", ylabel="rows")
+        bottom.set_yticks([0, int(count.max())] if len(count) else [0])
+        bottom.grid(False)
     return fig
 
 
-def confusion_figure(matrices: dict[str, np.ndarray], class_names: Sequence[str]) -> Figure:
-    """Row-normalised confusion matrices (rows = true, columns = predicted)."""
-    fig, axes = _figure(len(matrices), width=3.2, height=3.0)
-    for ax, (title, cm) in zip(axes, matrices.items(), strict=True):
-        cm = np.asarray(cm, dtype=np.float64)
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-        for (i, j), v in np.ndenumerate(norm):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if v > 0.6 else "black")
-        ticks = range(len(class_names))
-        ax.set_xticks(ticks, class_names, fontsize=7)
-        ax.set_yticks(ticks, class_names, fontsize=7)
-        ax.set(title=title, xlabel="predicted", ylabel="true")
-    return fig
+def _runs(times: np.ndarray, regime: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start index, end index exclusive, class) of each run of equal consecutive values."""
+    if len(regime) == 0:
+        return []
+    edges = np.flatnonzero(np.diff(regime)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(regime)]])
+    return [(int(s), int(e), int(regime[s])) for s, e in zip(starts, ends, strict=True)]
 
 
 def _shade(ax: Any, times: pd.Series, regime: np.ndarray, class_names: Sequence[str]) -> None:
+    """One broken bar per class (cheap to draw, unlike a fill per bar)."""
+    x = date2num(_x(times))
+    step = float(np.median(np.diff(x))) if len(x) > 1 else 1.0
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for s, e, k in _runs(x, regime):
+        spans.setdefault(k, []).append((x[s], x[e - 1] - x[s] + step))
     for k, name in enumerate(class_names):
-        ax.fill_between(_x(times), 0, 1, where=regime == k, step="post", alpha=0.25, linewidth=0,
-                        color=REGIME_COLORS[k % 3], transform=ax.get_xaxis_transform(),
-                        label=name)
+        ax.broken_barh(spans.get(k, []), (0, 1), transform=ax.get_xaxis_transform(),
+                       color=REGIME_COLORS[k % 3], alpha=0.25, linewidth=0, label=name)
 
 
+@_styled
 def regimes_figure(prices: pd.DataFrame, predicted: pd.DataFrame, class_names: Sequence[str],
                    *, title: str) -> Figure:
     """Close price over the test blocks, shaded by predicted (and true) regime.
@@ -156,7 +279,8 @@ def regimes_figure(prices: pd.DataFrame, predicted: pd.DataFrame, class_names: S
         predicted: ``open_time``, ``pred`` per test decision.
     """
     has_truth = "true_regime" in prices and prices["true_regime"].notna().any()
-    fig, axes = _figure(2 if has_truth else 1, width=11, height=2.8, rows=2 if has_truth else 1)
+    fig, axes = _axes(2 if has_truth else 1, cols=1, width=10.6, height=2.0, left=0.8,
+                      gap_h=0.55)
     span = prices[(prices["open_time"] >= predicted["open_time"].min())
                   & (prices["open_time"] <= predicted["open_time"].max())]
     rows = [("predicted regime: " + title, predicted["open_time"], predicted["pred"])]
@@ -166,46 +290,65 @@ def regimes_figure(prices: pd.DataFrame, predicted: pd.DataFrame, class_names: S
     for ax, (name, times, regime) in zip(axes, rows, strict=True):
         ax.plot(_x(span["open_time"]), span["close"], color="black", linewidth=0.7)
         _shade(ax, times, np.asarray(regime, dtype=np.int64), class_names)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, loc="left")
         ax.set_ylabel("close")
-        ax.set_xlabel("UTC")
-    axes[0].legend(loc="upper left", fontsize=7, ncol=3)
+        ax.grid(False)
+        _fixed(ax, "y", 4)
+        _dates(ax)
+    axes[0].legend(loc="upper left", ncol=3)
     return fig
 
 
-def equity_figure(curves: dict[str, pd.DataFrame]) -> Figure:
+@_styled
+def equity_figure(curves: dict[str, pd.DataFrame], baselines: Sequence[str] = ()) -> Figure:
     """Equity (top) and drawdown (bottom) of each strategy over the test blocks.
 
     Args:
-        curves: ``{name: frame}`` with ``open_time`` and ``net`` per decision, in time order.
+        curves: ``{label: frame}`` with ``open_time`` and ``net`` per decision, in time order.
+        baselines: labels drawn as the trading baselines (grey, dashed): keys of
+            :data:`BASELINE_STYLES`.
     """
-    fig, (top, bottom) = _figure(2, width=11, height=2.8, rows=2)
-    for i, (name, frame) in enumerate(curves.items()):
+    fig, (top, bottom) = _axes(2, cols=1, width=8.2, height=2.3, left=0.7, right=3.1,
+                               gap_h=0.45)
+    k = 0
+    for name, frame in curves.items():
         equity = np.cumprod(1.0 + frame["net"].to_numpy())
         peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
-        color = _LINE_COLORS[i % len(_LINE_COLORS)]
-        style = "--" if name in ("buy_and_hold", "always_flat", "random") else "-"
-        top.plot(_x(frame["open_time"]), equity, label=name, color=color, linestyle=style,
-                 linewidth=1)
-        bottom.plot(_x(frame["open_time"]), equity / peak - 1.0, color=color, linestyle=style,
-                    linewidth=1)
-    top.set(title="equity (net of costs)", ylabel="equity")
-    bottom.set(title="drawdown", ylabel="drawdown")
-    top.legend(fontsize=7, ncol=3)
+        if name in baselines:
+            color, style = BASELINE_STYLES.get(name, ("#777777", "--"))
+        else:
+            color, style, k = _LINE_COLORS[k % len(_LINE_COLORS)], "-", k + 1
+        x = _x(frame["open_time"])
+        top.plot(x, equity, label=name, color=color, linestyle=style, linewidth=1.1)
+        bottom.plot(x, equity / peak - 1.0, color=color, linestyle=style, linewidth=0.9)
     for ax in (top, bottom):
-        ax.grid(alpha=0.3)
+        _fixed(ax, "y", 5)
+    _dates(bottom, shared=top)
+    top.set_title("equity (net of costs, starts at 1)", loc="left")
+    bottom.set_title("drawdown", loc="left")
+    top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
-def uncertainty_figure(curves: dict[str, list[float]], measure: str) -> Figure:
-    """Test error rate per disagreement quantile (least uncertain first), per method."""
-    fig, (ax,) = _figure(1, width=5.5, height=3.4)
-    for i, (method, errors) in enumerate(curves.items()):
-        ax.plot(np.arange(1, len(errors) + 1), errors, marker="o", label=method,
-                color=_LINE_COLORS[i % len(_LINE_COLORS)])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(title=f"error rate vs {measure} quantile", xlabel="quantile (1 = most agreement)",
-           ylabel="test error rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+@_styled
+def auroc_figure(points: Sequence[dict[str, Any]]) -> Figure:
+    """AUROC of each score for predicting an error, with its interval as it is.
+
+    Args:
+        points: ``{"label", "mean", "low", "high", "reference"}``; references (the
+            model's own confidence) are drawn grey.
+    """
+    fig, (ax,) = _axes(1, cols=1, width=5.0, height=0.28 * len(points) + 0.3, left=3.0,
+                       bottom=0.45, top=0.3)
+    y = np.arange(len(points))[::-1]
+    for yi, p in zip(y, points, strict=True):
+        color = "#888888" if p["reference"] else "#1f77b4"
+        if p.get("low") is not None and p.get("high") is not None:
+            ax.hlines(yi, p["low"], p["high"], color=color, linewidth=2)
+        ax.plot([p["mean"]], [yi], marker="o", color=color, markersize=5)
+    ax.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
+    ax.set_yticks(y, [p["label"] for p in points])
+    ax.set_xlabel("AUROC for predicting a test error (0.5 = chance)")
+    ax.set_ylim(-0.6, len(points) - 0.4)
+    _fixed(ax, "x", 6)
     return fig

@@ -1,136 +1,167 @@
 """One function per report section: run data in, an HTML fragment out.
 
-Every section has a stable ``id`` (see :data:`SECTION_IDS`) so tests and links
-can find it. Which outputs get a figure is decided on validation numbers only:
-the *featured* output is the one with the lowest mean validation NLL.
+Every section has a stable ``id`` (see :data:`SECTION_IDS`) so tests and links can find
+it. The findings come first. Which outputs get a figure is decided on validation
+numbers only: the *featured* output is the headline output with the lowest mean
+validation NLL; every self-distillation method is shown through its selected member
+(``<method>_selected``: the member each cell chose on validation), and every panel
+says which member that was.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from selfdistill.evaluation.aggregate import ORDINAL_KEYS, member_keys
+from selfdistill.evaluation.metrics import reliability_curve
 from selfdistill.report import figures as fg
-from selfdistill.report.tables import (
-    BASELINE_ROWS,
-    comparison_rows,
-    findings,
-    headline_rows,
-    html_table,
+from selfdistill.report.disagreement import uncertainty_section
+from selfdistill.report.folds import folds_section
+from selfdistill.report.market import data_section
+from selfdistill.report.markup import Raw, fmt, img, note, pct, table
+from selfdistill.report.outputs import (
+    TRADING_BASELINES,
+    Output,
+    featured_output,
+    headline_outputs,
+    self_distillation_outputs,
 )
+from selfdistill.report.rundata import RunData
+from selfdistill.report.tables import comparison_rows, findings_html, headline_rows, html_table
+from selfdistill.report.trading import COST_MULTIPLES, summarise_trading
+from selfdistill.softmax import log_probabilities, softmax
 
-__all__ = ["SECTION_IDS", "RunData", "build_sections", "featured_output"]
+__all__ = ["SECTION_IDS", "RunData", "build_sections", "panel_outputs"]
 
 #: (id, title) of every section, in page order.
 SECTION_IDS = (
-    ("config", "Configuration"),
+    ("findings", "Findings"),
+    ("data", "Market and data"),
     ("results", "Results per method and generation"),
+    ("folds", "Results per fold"),
+    ("trading", "Trading after costs"),
+    ("equity", "Equity and drawdown vs baselines"),
     ("generations", "Metrics vs generation"),
     ("calibration", "Reliability before and after temperature scaling"),
     ("confusion", "Confusion matrices"),
     ("regimes", "Price and predicted regimes"),
-    ("equity", "Equity and drawdown vs baselines"),
-    ("uncertainty", "Error rate vs disagreement"),
+    ("uncertainty", "Does disagreement flag errors?"),
+    ("config", "Configuration"),
 )
-_MAX_PANELS = 6
+_MAX_PANELS = 8
+_RELIABILITY_BINS = 10
 
 
-@dataclass
-class RunData:
-    """Everything the report reads, all from the run directory."""
-
-    metrics: dict[str, Any]
-    config: dict[str, Any]
-    config_text: str
-    predictions: pd.DataFrame
-    curves: pd.DataFrame | None
-    prices: pd.DataFrame | None
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.metrics.get("class_names", ["bull", "bear", "sideways"]))
-
-    def aggregates(self, split: str) -> list[dict[str, Any]]:
-        return [r for r in self.metrics.get("records", [])
-                if r.get("aggregate") and r["split"] == split]
+def _first_seed(frame: Any) -> Any:
+    return frame[frame["seed"] == frame["seed"].min()] if len(frame) else frame
 
 
-def _img(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{html.escape(alt)}">'
+def panel_outputs(run: RunData) -> list[Output]:
+    """Outputs that get a reliability / confusion panel: the hard-label baseline, every
+    self-distillation method's selected member, the best simple alternative, the
+    featured output, then the other headline models (at most eight)."""
+    best = run.findings.get("best_alternative")
+    wanted = [("baseline", "-"), *self_distillation_outputs(run.index, run.findings.get("methods")),
+              *([(best, "-")] if best else []), featured_output(run.index),
+              *headline_outputs(run.index)]
+    present = set(run.index.outputs())
+    chosen = [o for o in dict.fromkeys(wanted) if o in present
+              and o[0] not in ("majority", *TRADING_BASELINES)]
+    return chosen[:_MAX_PANELS]
 
 
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
+def _subtitle(run: RunData, output: Output) -> str:
+    picked = run.index.selected_from(output)
+    if picked is not None:
+        return f"shows {picked}, chosen on validation"
+    return "" if output[1] == "-" else f"member {output[1]}"
 
 
-def _mean(rec: dict[str, Any], metric: str) -> float | None:
-    value = rec.get(metric)
-    return value.get("mean") if isinstance(value, dict) else None
+_WITH_INTERVAL = re.compile(r"^(\S+) (\[\S+, \S+\])$")
 
 
-def featured_output(run: RunData) -> tuple[str, str]:
-    """(method, member label) with the lowest mean validation NLL (never chosen on test)."""
-    best, best_nll = ("baseline", "-"), float("inf")
-    for rec in run.aggregates("val"):
-        nll = _mean(rec, "nll")
-        if rec["method"] in ("majority", *BASELINE_ROWS) or rec["method"].endswith("_selected"):
-            continue
-        if nll is not None and nll < best_nll:
-            keys = member_keys(rec)
-            label = ",".join(f"{k}={v}" for k, v in keys.items() if v is not None) or "-"
-            best, best_nll = (rec["method"], label), nll
-    return best
+def _two_lines(cell: str) -> str:
+    """``0.48 [0.46, 0.50]`` -> the mean over its interval, in smaller grey type."""
+    found = _WITH_INTERVAL.match(cell)
+    if found is None:
+        return cell
+    return Raw(f"{html.escape(found[1])}<br><span class=\"ci\">{html.escape(found[2])}</span>")
 
 
 # ------------------------------------------------------------------ sections
 
 
-def config_section(run: RunData) -> str:
-    cfg, exp = run.config, run.metrics.get("experiment", {})
-    data = cfg.get("data", {})
-    rows = [
-        ["data", f"{data.get('source')} {data.get('path') or ''}".strip()],
-        ["bars / labelled rows", f"{run.metrics.get('rows', {}).get('bars', '-')} / "
-                                 f"{run.metrics.get('rows', {}).get('labelled', '-')}"],
-        ["interval", str(run.metrics.get("interval"))],
-        ["labels", yaml.safe_dump(cfg.get("labels", {}), default_flow_style=True).strip()],
-        ["model", yaml.safe_dump(cfg.get("model", {}), default_flow_style=True).strip()],
-        ["methods", ", ".join(cfg.get("methods", []))],
-        ["evaluation", f"{exp.get('scheme')} ({exp.get('window')}), {exp.get('folds')} folds x "
-                       f"seeds {exp.get('seeds')}, bootstrap {exp.get('bootstrap')}"],
-        ["backtest", yaml.safe_dump(cfg.get("backtest", {}), default_flow_style=True).strip()],
-    ]
-    folds = [[str(f["fold"]), *(f"{f[s]['first'][:16]} .. {f[s]['last'][:16]} ({f[s]['rows']})"
-                               for s in ("train", "val", "test"))]
-             for f in exp.get("fold_bounds", [])]
-    out = html_table(["setting", "value"], rows)
-    if folds:
-        out += html_table(["fold", "train", "validation", "test"], folds)
-    return out + ("<details><summary>config.yaml</summary><pre>"
-                  f"{html.escape(run.config_text)}</pre></details>")
+def findings_section(run: RunData) -> str:
+    return findings_html(run.metrics)
 
 
 def results_section(run: RunData) -> str:
     header, rows = headline_rows(run.metrics)
-    said = findings(run.metrics)
-    out = "".join(f"<p class=\"finding\">{html.escape(s)}</p>" for s in said)
-    out += _note("Test rows, mean over fold x seed cells with a 95% bootstrap interval. "
-                 "(T) = after temperature scaling fitted on validation. Verdicts from a paired "
-                 "bootstrap on the same cells: + better, - worse, = no significant "
-                 "difference (lower is better for NLL and ECE).")
-    out += html_table(header, rows)
+    out = note("Test rows: mean [95% interval: Student t over folds, seeds averaged per "
+               "fold; none with one fold]. (T) = after temperature scaling fitted on "
+               "validation. Verdicts from per-bar paired tests on the test rows, p-values "
+               "adjusted as one family: + better, - worse, = no significant difference, "
+               "? not testable (lower is better for NLL and Brier).")
+    out += table(header, [[_two_lines(c) for c in row] for row in rows], lead=3,
+                 css="grid results")
     c_header, c_rows = comparison_rows(run.metrics)
     if c_rows:
         out += ("<details><summary>every paired comparison</summary>"
                 f"{html_table(c_header, c_rows)}</details>")
     return out
+
+
+def trading_section(run: RunData) -> str:
+    costs = run.costs
+    if run.curves is None or run.curves.empty or costs is None:
+        return note("The backtest is off (backtest.enabled: false).")
+    header = ["output", "trades", "avg. holding (bars)", "long", "short", "flat", "exposure",
+              *(f"Sharpe {k:g}x costs" for k in COST_MULTIPLES)]
+    rows = []
+    for output in headline_outputs(run.index, gated=True):
+        s = summarise_trading(run.index.rows(run.curves, output), costs)
+        if s is None:
+            continue
+        rows.append([run.index.label(output), f"{s.trades:,.1f}", fmt(s.holding_bars, 1),
+                     pct(s.long), pct(s.short), pct(s.flat), pct(s.exposure),
+                     *(fmt(s.sharpe[k], 2) for k in COST_MULTIPLES)])
+    cost = costs.fee_bps + costs.slippage_bps
+    return (table(header, rows)
+            + note(f"Recomputed from backtest.parquet, every test block starting flat. "
+                   f"Trades: positions opened (a reversal is one trade), summed over folds, "
+                   f"mean over seeds. Costs per side: {costs.fee_bps:g} bps fee + "
+                   f"{costs.slippage_bps:g} bps slippage = {cost:g} bps on every position "
+                   f"change; 1x is the run's own Sharpe ratio (annualised with "
+                   f"{costs.periods_per_year:g} periods a year; mean over seeds per fold, "
+                   f"then over folds). '+gate': flat where generation disagreement is above "
+                   f"the validation threshold."))
+
+
+def equity_section(run: RunData) -> str:
+    if run.curves is None or run.curves.empty:
+        return note("The backtest is off (backtest.enabled: false).")
+    best = run.findings.get("best_alternative")
+    models = [*self_distillation_outputs(run.index, run.findings.get("methods")),
+              featured_output(run.index), ("baseline", "-"), *([(best, "-")] if best else [])]
+    curves = _first_seed(run.curves)
+    shown = {}
+    for output in [*dict.fromkeys(models), *((b, "-") for b in TRADING_BASELINES)]:
+        frame = run.index.rows(curves, output)
+        if len(frame):
+            shown[run.index.label(output)] = frame.sort_values("open_time")
+    fig = fg.equity_figure(shown, baselines=TRADING_BASELINES)
+    seed = int(run.curves["seed"].min())
+    return (img(fg.to_data_uri(fig), "equity and drawdown")
+            + note(f"Test blocks of every fold in time order, seed {seed}; each block starts "
+                   "flat. Fills at the next bar's open; fees and slippage per side on every "
+                   "position change. Selected outputs follow the member each fold chose on "
+                   "validation; random: random timing with the baseline's turnover."))
 
 
 def _ordinal_series(run: RunData, metrics: tuple[str, ...]
@@ -139,7 +170,7 @@ def _ordinal_series(run: RunData, metrics: tuple[str, ...]
     for rec in run.aggregates("test"):
         keys = member_keys(rec)
         name = next((k for k in ORDINAL_KEYS if type(keys.get(k)) is int), None)
-        if name is None:
+        if name is None or "+gate" in rec["method"]:
             continue
         for metric in metrics:
             agg = rec.get(metric)
@@ -157,114 +188,122 @@ def generations_section(run: RunData) -> str:
                     if any(m in r for r in run.aggregates("test")))
     series = _ordinal_series(run, metrics)
     if not series:
-        return _note("No method with generations or snapshots in this run.")
-    refs = {r["method"]: {m: _mean(r, m) for m in metrics if _mean(r, m) is not None}
-            for r in run.aggregates("test") if r["method"] in ("baseline", "lightgbm")}
-    fig = fg.generations_figure(series, refs, metrics)  # type: ignore[arg-type]
-    return (_img(fg.to_data_uri(fig), "metrics vs generation")
-            + _note("Points: mean over cells on test rows; bars: 95% bootstrap interval; "
-                    "dashed: the hard-label baseline and LightGBM."))
+        return note("No method with generations or snapshots in this run.")
+    best = run.findings.get("best_alternative") or "lightgbm"
+    refs = {r["method"]: {m: r[m]["mean"] for m in metrics if isinstance(r.get(m), dict)}
+            for r in run.aggregates("test") if r["method"] in ("baseline", best)}
+    fig = fg.generations_figure(series, refs, metrics)
+    return (img(fg.to_data_uri(fig), "metrics vs generation")
+            + note(f"Points: mean over folds (seeds averaged per fold) on test rows; bars: "
+                   f"95% interval over folds as it is (none with one fold); dashed: the "
+                   f"hard-label baseline and {best}."))
 
 
-def _panel_outputs(run: RunData) -> list[tuple[str, str]]:
-    """One output per method: its '-' row if any, else its last member (test rows)."""
-    test = run.predictions[run.predictions["split"] == "test"]
-    chosen: dict[str, str] = {}
-    pairs = test[["method", "member"]].drop_duplicates().astype(str).itertuples(index=False)
-    for method, member in pairs:
-        if method == "majority":
-            continue
-        if member == "-" or chosen.get(method) != "-":
-            chosen[method] = member  # the '-' row wins; otherwise the last member
-    return list(chosen.items())[:_MAX_PANELS]
+def _after_temperature(proba: np.ndarray, temps: np.ndarray) -> np.ndarray:
+    after = proba.copy()
+    for t in np.unique(temps[np.isfinite(temps)]):  # one temperature per cell
+        at = temps == t
+        after[at] = softmax(log_probabilities(proba[at]), temperature=float(t))
+    return after
 
 
 def calibration_section(run: RunData) -> str:
     test = run.predictions[run.predictions["split"] == "test"]
-    if "temperature" not in test or test["temperature"].isna().all():
-        return _note("Temperature scaling is off (evaluation.calibrate: false).")
-    panels = {f"{m} {s}".replace(" -", ""): test[(test["method"] == m) & (test["member"] == s)]
-              for m, s in _panel_outputs(run)}
-    fig = fg.reliability_figure(panels, run.class_names)
-    return (_img(fg.to_data_uri(fig), "reliability diagrams")
-            + _note("Test rows of every cell pooled; the temperature of each cell was fitted "
-                    "on that cell's validation rows only."))
+    calibrated = "temperature" in test and not test["temperature"].isna().all()
+    panels = []
+    for output in panel_outputs(run):
+        rows = run.index.rows(test, output)
+        if rows.empty:
+            continue
+        proba = rows[[f"p_{c}" for c in run.class_names]].to_numpy(dtype=np.float64)
+        y = rows["label"].to_numpy()
+        after = None
+        if calibrated:
+            temps = rows["temperature"].to_numpy(dtype=np.float64)
+            after = reliability_curve(y, _after_temperature(proba, temps), _RELIABILITY_BINS)
+        panels.append(fg.ReliabilityPanel(output[0] if output[1] == "-" else " ".join(output),
+                                          _subtitle(run, output),
+                                          reliability_curve(y, proba, _RELIABILITY_BINS), after))
+    if not panels:
+        return note("No test predictions in predictions.parquet.")
+    said = ("the temperature of each cell was fitted on that cell's validation rows only"
+            if calibrated else "temperature scaling is off (evaluation.calibrate: false)")
+    return (img(fg.to_data_uri(fg.reliability_figure(panels)), "reliability diagrams")
+            + note(f"Test rows of every cell pooled, {_RELIABILITY_BINS} confidence bins; "
+                   f"bars: rows per bin; hollow grey points and grey bars: bins with fewer "
+                   f"than {fg.MIN_BIN_ROWS} rows. Selected outputs show the member each cell "
+                   f"chose on validation; {said}."))
+
+
+def _confusion_table(title: str, subtitle: str, cm: np.ndarray, classes: list[str]) -> str:
+    """A row-normalised confusion matrix as a shaded HTML table (rows: true regime)."""
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in classes)
+    body = ""
+    for i, name in enumerate(classes):
+        cells = "".join(
+            f'<td style="background: rgba(31, 78, 140, {0.08 + 0.8 * v:.2f}); '
+            f'color: {"#fff" if v > 0.55 else "inherit"}">{v:.2f}<br>'
+            f"<small>{int(cm[i, j]):,}</small></td>" for j, v in enumerate(norm[i]))
+        body += f"<tr><th>{html.escape(name)}</th>{cells}</tr>"
+    caption = html.escape(title) + (f"<br><small>{html.escape(subtitle)}</small>"
+                                    if subtitle else "")
+    return (f'<table class="confusion"><caption>{caption}</caption><thead><tr>'
+            f'<th class="corner">true ↓ predicted →</th>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
 
 
 def confusion_section(run: RunData) -> str:
-    matrices: dict[str, np.ndarray] = {}
-    wanted = {(m, s) for m, s in _panel_outputs(run)}
-    for rec in run.metrics.get("records", []):
-        if rec.get("aggregate") or rec["split"] != "test" or "confusion_matrix" not in rec:
-            continue
-        keys = member_keys(rec)
-        label = ",".join(f"{k}={v}" for k, v in keys.items() if v is not None) or "-"
-        if (rec["method"], label) in wanted:
-            title = f"{rec['method']} {label}".replace(" -", "")
-            cm = np.asarray(rec["confusion_matrix"], dtype=np.float64)
-            matrices[title] = matrices.get(title, 0) + cm
-    if not matrices:
-        return _note("No confusion matrices in metrics.json.")
-    fig = fg.confusion_figure(matrices, run.class_names)
-    return (_img(fg.to_data_uri(fig), "confusion matrices")
-            + _note("Summed over every fold x seed cell, rows normalised (true regime)."))
+    tables = []
+    for output in panel_outputs(run):
+        cells = [np.asarray(r["confusion_matrix"], dtype=np.float64)
+                 for r in run.index.cells.get(("test", *output), []) if "confusion_matrix" in r]
+        if cells:
+            name = output[0] if output[1] == "-" else " ".join(output)
+            tables.append(_confusion_table(name, _subtitle(run, output), np.sum(cells, axis=0),
+                                           run.class_names))
+    if not tables:
+        return note("No confusion matrices in metrics.json.")
+    return (f'<div class="cols">{"".join(f"<div>{t}</div>" for t in tables)}</div>'
+            + note("Summed over every fold x seed cell; shares normalised per row (the true "
+                   "regime), counts underneath."))
 
 
 def regimes_section(run: RunData) -> str:
     if run.prices is None:
-        return _note("prices.parquet is missing from the run directory.")
-    method, member = featured_output(run)
-    seed = min(run.predictions["seed"]) if "seed" in run.predictions else None
-    test = run.predictions[(run.predictions["split"] == "test")
-                           & (run.predictions["method"] == method)
-                           & (run.predictions["member"] == member)]
-    if seed is not None:
-        test = test[test["seed"] == seed]
-    title = f"{method} {member} (seed {seed}; lowest validation NLL)".replace(" -", "")
+        return note("prices.parquet is missing from the run directory.")
+    output = featured_output(run.index)
+    test = _first_seed(run.index.rows(run.predictions[run.predictions["split"] == "test"],
+                                      output))
+    if test.empty:
+        return note(f"No test predictions of {output[0]} in predictions.parquet.")
+    seed = int(test["seed"].iloc[0])
+    title = f"{run.index.label(output)}, seed {seed}; lowest validation NLL"
     fig = fg.regimes_figure(run.prices, test.sort_values("open_time"), run.class_names,
                             title=title)
-    return _img(fg.to_data_uri(fig), "price with regimes")
+    return img(fg.to_data_uri(fig), "price with regimes")
 
 
-def equity_section(run: RunData) -> str:
-    if run.curves is None or run.curves.empty:
-        return _note("The backtest is off (backtest.enabled: false).")
-    method, member = featured_output(run)
-    curves = run.curves[run.curves["seed"] == run.curves["seed"].min()]
-    wanted = [(method, member), ("baseline", "-"), ("lightgbm", "-"),
-              *((b, "-") for b in BASELINE_ROWS)]
-    shown = {}
-    for m, s in dict.fromkeys(wanted):
-        frame = curves[(curves["method"] == m) & (curves["member"] == s)]
-        if len(frame):
-            shown[f"{m} {s}".replace(" -", "")] = frame.sort_values("open_time")
-    fig = fg.equity_figure(shown)
-    return (_img(fg.to_data_uri(fig), "equity and drawdown")
-            + _note("Test blocks of every fold in time order, first seed; fills at the next "
-                    "bar's open; fees and slippage per side on every position change."))
-
-
-def uncertainty_section(run: RunData) -> str:
-    measure = "mutual_information"
-    errors: dict[str, list[list[float]]] = {}
-    for u in run.metrics.get("uncertainty", []):
-        if u["split"] == "test" and u["measure"] == measure:
-            errors.setdefault(u["method"], []).append([q["error_rate"] for q in u["quantiles"]])
-    if not errors:
-        return _note("No method with several members, so no disagreement to measure.")
-    curves = {m: np.mean(np.array(v, dtype=np.float64), axis=0).tolist()
-              for m, v in errors.items()}
-    fig = fg.uncertainty_figure(curves, measure)
-    return (_img(fg.to_data_uri(fig), "error vs disagreement")
-            + _note("Test rows ranked by the disagreement between a method's members; "
-                    "a rising line means disagreement flags the errors."))
+def config_section(run: RunData) -> str:
+    cfg, exp = run.config, run.metrics.get("experiment", {})
+    rows = [[name, yaml.safe_dump(cfg.get(name, {}), default_flow_style=True,
+                                  width=10_000).strip()]
+            for name in ("labels", "features", "model", "training", "backtest")
+            if name in cfg]
+    rows.insert(0, ["methods", ", ".join(cfg.get("methods", []))])
+    rows.append(["evaluation", f"{exp.get('scheme')} ({exp.get('window')}), {exp.get('folds')}"
+                               f" folds x seeds {exp.get('seeds')}"])
+    return (table(["setting", "value"], rows, css="grid kv", lead=2)
+            + "<details><summary>config.yaml</summary><pre>"
+              f"{html.escape(run.config_text)}</pre></details>")
 
 
 BUILDERS: dict[str, Callable[[RunData], str]] = {
-    "config": config_section, "results": results_section,
+    "findings": findings_section, "data": data_section, "results": results_section,
+    "folds": folds_section, "trading": trading_section, "equity": equity_section,
     "generations": generations_section, "calibration": calibration_section,
     "confusion": confusion_section, "regimes": regimes_section,
-    "equity": equity_section, "uncertainty": uncertainty_section,
+    "uncertainty": uncertainty_section, "config": config_section,
 }
 
 
