@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         _command()(args=args, prog_name="selfdistill")
     except SystemExit as exc:
         code = exc.code
+        if code == 130:  # typer turns a Ctrl-C it catches into a silent exit 130
+            typer.echo("interrupted", err=True)
         return code if isinstance(code, int) else (0 if code is None else 1)
     except SelfDistillError as exc:
         if debug:

@@ -30,8 +30,11 @@ or is interrupted removes the directory it created, or keeps it marked ``INCOMPL
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -173,18 +176,63 @@ def _in_process(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: Ba
 
 def _in_pool(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: BacktestSettings,
              run_dir: Path, workers: int) -> Iterator[CellResult]:
-    """Results as cells finish; at most ``workers`` cells in flight (bounded memory)."""
+    """Results as cells finish; at most ``workers`` cells in flight (bounded memory).
+
+    Workers start with Ctrl-C blocked, so an interrupt reaches this process alone (no
+    traceback per worker); on any failure or interrupt the workers are stopped at once
+    instead of finishing their cells.
+    """
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(ds, cfg, settings, run_dir, CELL_THREADS)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(ds, cfg, settings, run_dir, CELL_THREADS))
+    try:
         queue = list(reversed(cells))
         running: set[Future[CellResult]] = set()
         while queue or running:
-            while queue and len(running) < workers:
-                running.add(pool.submit(_work, queue.pop()))
+            with _sigint_blocked():  # workers started here inherit the blocked signal
+                while queue and len(running) < workers:
+                    running.add(pool.submit(_work, queue.pop()))
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 yield future.result()
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Hold Ctrl-C while worker processes are started, and raise it afterwards.
+
+    The workers inherit the blocked signal mask, so a Ctrl-C to the process group never
+    reaches them; here an interrupt is only recorded meanwhile (other threads may take the
+    signal), so it cannot strike between starting a worker and registering it.
+    """
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued cells and terminate the workers (Ctrl-C is blocked in them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _iter_cells(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: BacktestSettings,
