@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from selfdistill.config import RunConfig, validation_messages
+from selfdistill.config import FeaturesConfig, RunConfig, validation_messages
 from selfdistill.errors import ConfigError, ModelFileError
 from selfdistill.evaluation.calibration import fit_temperature
 from selfdistill.evaluation.uncertainty import disagreement
@@ -286,7 +286,8 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------- save / load
 
-    def save(self, path: str | Path, *, feature_config: Any = None) -> Path:
+    def save(self, path: str | Path, *,
+             feature_config: FeaturesConfig | Mapping[str, Any] | None = None) -> Path:
         """Write a model directory (safetensors + JSON; see :mod:`selfdistill.modelio.bundle`).
 
         Args:
@@ -299,7 +300,7 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
         has_names = hasattr(self, "feature_names_in_")
         names = (list(self.feature_names_in_) if has_names
                  else [f"x{i}" for i in range(self.n_features_in_)])
-        if hasattr(feature_config, "model_dump"):
+        if isinstance(feature_config, FeaturesConfig):
             feature_config = feature_config.model_dump(mode="json")
         params = {k: v if _jsonable(v) else None for k, v in self.get_params().items()}
         return save_bundle(
