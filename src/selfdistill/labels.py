@@ -16,6 +16,9 @@ Methods:
   ``k * sigma_t``. Descriptive, NOT predictive: a model that sees bar ``t``'s
   return solves a trivial task. Interval ``[t, t]``, horizon 0.
 
+Controlled label noise (``labels.noise``, for studies of robustness) is applied by
+:func:`noisy_labels` to a cell's *training* rows only, after the labels are made.
+
 Rows are dropped when the horizon runs past the data, when a ``gap_before``
 bar lies inside ``(t, t + h]`` (the move would span missing candles), or while
 ``sigma_t`` is still warming up (fewer than ``vol_span`` returns seen).
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from selfdistill.config import LabelsConfig
+from selfdistill.config import LabelNoiseConfig, LabelsConfig
 from selfdistill.errors import ConfigError, DataError
 
 __all__ = [
@@ -37,9 +40,11 @@ __all__ = [
     "BULL",
     "CLASS_NAMES",
     "LABEL_METHODS",
+    "NOISE_PAIRS",
     "SIDEWAYS",
     "LabelSet",
     "make_labels",
+    "noisy_labels",
     "trailing_volatility",
 ]
 
@@ -49,6 +54,11 @@ CLASS_NAMES = ("bull", "bear", "sideways")
 BULL, BEAR, SIDEWAYS = 0, 1, 2
 LABEL_METHODS = ("forward", "triple_barrier", "same_bar")
 _CHUNK_CELLS = 1 << 20  # path cells per triple-barrier block
+#: The two classes a class-conditional ``labels.noise.kind`` flips between
+#: (``symmetric``: any class to any other).
+NOISE_PAIRS = {"bull_sideways": (BULL, SIDEWAYS), "bear_sideways": (BEAR, SIDEWAYS),
+               "bull_bear": (BULL, BEAR)}
+_NOISE_STREAM = 0x6E6F6973  # keeps the noise draws apart from other users of the seed
 
 
 @dataclass
@@ -200,4 +210,49 @@ def make_labels(candles: pd.DataFrame, cfg: LabelsConfig | None = None) -> Label
                    method=cfg.method, horizon=horizon)
     logger.info("labelled %d of %d bars (%s, h=%d): %s",
                 len(out), n, cfg.method, horizon, out.class_counts())
+    return out
+
+
+def noisy_labels(y: np.ndarray, rows: np.ndarray, noise: LabelNoiseConfig, *, seed: int,
+                 n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """A copy of ``y`` with a ``noise.rate`` share of the labels at ``rows`` changed.
+
+    Every labelled row ``i`` gets its own uniform draw ``u_i`` (seeded by ``noise.seed``,
+    else ``seed``); row ``i`` is flipped when it is in ``rows`` and ``u_i < rate``. So a
+    bar's noisy label depends only on the seed and that bar, never on later bars or on
+    which fold trains on it, and rows outside ``rows`` (validation, test) keep theirs.
+
+    Args:
+        y: (L,) int64 labels of every labelled row.
+        rows: positions into ``y`` that may be flipped (a cell's training rows).
+        noise: rate and kind: ``symmetric`` moves a flipped label to one of the other
+            classes at random; a kind of :data:`NOISE_PAIRS` flips only between its
+            two classes (the third class is never touched).
+        seed: the cell's seed (used when ``noise.seed`` is None).
+        n_classes: number of classes.
+
+    Returns:
+        (L,) int64 labels; ``y`` itself when the rate is 0.
+
+    >>> y = np.zeros(10_000, dtype=np.int64)
+    >>> flipped = noisy_labels(y, np.arange(5_000), LabelNoiseConfig(rate=0.2), seed=0)
+    >>> bool(abs((flipped[:5_000] != 0).mean() - 0.2) < 0.02), bool((flipped[5_000:] == 0).all())
+    (True, True)
+    """
+    if noise.rate == 0.0 or len(rows) == 0:
+        return y
+    root = noise.seed if noise.seed is not None else seed
+    u = np.random.default_rng([root, _NOISE_STREAM, 0]).random(len(y))  # (L,) one per row
+    step = np.random.default_rng([root, _NOISE_STREAM, 1]).integers(1, n_classes, len(y))
+    flip = np.zeros(len(y), dtype=bool)
+    flip[rows] = u[rows] < noise.rate
+    out = y.copy()
+    if noise.kind == "symmetric":
+        out[flip] = (y[flip] + step[flip]) % n_classes  # uniformly one of the other classes
+    else:
+        a, b = NOISE_PAIRS[noise.kind]
+        flip &= (y == a) | (y == b)
+        out[flip] = np.where(y[flip] == a, b, a)
+    logger.info("label noise (%s, rate %g): %d of %d training labels changed",
+                noise.kind, noise.rate, int(flip.sum()), len(rows))
     return out

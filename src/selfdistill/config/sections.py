@@ -40,6 +40,7 @@ __all__ = [
     "HMMConfig",
     "HyperparameterWarning",
     "Interval",
+    "LabelNoiseConfig",
     "LabelSmoothingConfig",
     "LabelsConfig",
     "LightGBMConfig",
@@ -176,11 +177,35 @@ class FeaturesConfig(Section):
     volume: Literal["auto", "on", "off"] = "auto"
 
 
+def _noise_rate(value: object) -> object:
+    """``noise: 0.2`` is shorthand for ``noise: {rate: 0.2}`` (symmetric)."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return {"rate": value} if is_number else value
+
+
+class LabelNoiseConfig(Section):
+    """Controlled noise on the TRAINING labels (validation and test keep the clean ones).
+
+    Each training row's label is changed with probability ``rate``: to one of the other
+    classes at random (``symmetric``), or, for a class-conditional kind such as
+    ``bull_sideways``, between the two named classes only (rows of the third class keep
+    theirs). The draw is per row and seeded by the cell's seed (or ``seed``), so a bar
+    keeps the same noisy label in every fold that trains on it (see
+    :func:`selfdistill.labels.noisy_labels`).
+    """
+
+    rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    kind: Literal["symmetric", "bull_sideways", "bear_sideways", "bull_bear"] = "symmetric"
+    seed: Seed | None = None  # None: each cell's seed
+
+
 class LabelsConfig(Section):
     method: Literal["forward", "same_bar", "triple_barrier"] = "forward"
     horizon: PositiveInt = 12
     k: Annotated[float, Field(ge=0.0)] = 0.5
     vol_span: PositiveInt = 100
+    noise: Annotated[LabelNoiseConfig, BeforeValidator(_noise_rate)] = Field(
+        default_factory=LabelNoiseConfig)
 
 
 class SplitConfig(Section):

@@ -28,7 +28,7 @@ from selfdistill.errors import DataError
 from selfdistill.evaluation.metrics import classification_metrics
 from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
 from selfdistill.features import Scaler, compute_features
-from selfdistill.labels import LabelSet, make_labels
+from selfdistill.labels import LabelSet, make_labels, noisy_labels
 from selfdistill.methods import Lineage, TrainData, get_method
 from selfdistill.splits import Split, check_no_leak, purged_split
 from selfdistill.training.device import resolve_device
@@ -156,12 +156,14 @@ def holdout_split(ds: Dataset, cfg: RunConfig) -> Split:
     return split
 
 
-def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
-                    device: torch.device) -> tuple[TrainData, torch.Tensor, Scaler]:
+def make_train_data(ds: Dataset, split: Split, cfg: RunConfig, device: torch.device, *,
+                    seed: int | None = None) -> tuple[TrainData, torch.Tensor, Scaler]:
     """Scale with statistics of the training rows only; tensors on ``device``.
 
     Returns the TrainData (train / val rows only), the (R, F) input tensor of all
-    rows (test rows are read from it after fitting) and the fitted scaler.
+    rows (test rows are read from it after fitting) and the fitted scaler. With
+    ``labels.noise``, the labels of the training rows only are flipped, seeded by
+    ``seed`` (the cell's; default ``cfg.seed``): validation keeps the clean labels.
     """
     raw = ds.features.to_numpy(dtype=np.float64)
     scaler = Scaler(cfg.features.scaler).fit(raw[split.train])
@@ -171,7 +173,9 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig,
 
         # (R, F, W) strided view: row i sees rows i-W+1 .. i (the past only)
         x = make_windows(x, cfg.model.window)
-    y = torch.as_tensor(ds.labels.y.to_numpy(), dtype=torch.int64, device=device)
+    labels = noisy_labels(ds.labels.y.to_numpy(), np.asarray(split.train), cfg.labels.noise,
+                          seed=cfg.seed if seed is None else seed)  # training rows only
+    y = torch.as_tensor(labels, dtype=torch.int64, device=device)
     rows = {name: torch.as_tensor(getattr(split, name), dtype=torch.int64, device=device)
             for name in SPLITS}
     data = TrainData(x=x, y=y, train_rows=rows["train"], val_rows=rows["val"],
@@ -278,7 +282,7 @@ def run_fold(ds: Dataset, split: Split, cfg: RunConfig, *, seed: int, fold: int 
              ) -> FoldResult:
     """Fit every configured method on one split with one seed, then evaluate it."""
     device = device or resolve_device(cfg.device)
-    data, x, scaler = make_train_data(ds, split, cfg, device)
+    data, x, scaler = make_train_data(ds, split, cfg, device, seed=seed)
     lineages, timings = [], {}
     for name in cfg.methods:
         t0 = time.perf_counter()
