@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from selfdistill.nn.classic.checks import check_arrays, check_features
+from selfdistill.softmax import log_softmax, softmax
 
 __all__ = ["LogisticParams", "class_proba", "from_arrays", "log_proba", "nll", "predict_proba",
            "to_arrays"]
@@ -128,8 +129,7 @@ def log_proba(params: LogisticParams, x: np.ndarray) -> np.ndarray:
     x = check_features(x, "x", params.n_features)
     present = params.present
     logits = np.where(present, x @ params.coef.T + params.intercept, -np.inf)  # (N, C)
-    shifted = logits - logits.max(axis=1, keepdims=True)  # max is finite: one class present
-    out = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # log-softmax, (N, C)
+    out = log_softmax(logits)  # (N, C); absent classes -inf (a present one keeps max finite)
     n_missing = int((~present).sum())
     if n_missing:
         floor = float(params.floor)
@@ -147,8 +147,7 @@ def class_proba(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, present:
     """
     logits = x @ coef.T + intercept  # (N, C)
     logits = np.where(present, logits, -np.inf)  # absent classes: exp(-inf) = 0
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))  # max is finite: one class present
-    proba = z / z.sum(axis=1, keepdims=True)
+    proba = softmax(logits)  # (N, C); absent classes 0 (a present one keeps max finite)
     n_missing = int((~present).sum())
     if n_missing:
         proba = proba * (1.0 - n_missing * floor)
