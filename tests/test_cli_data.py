@@ -54,9 +54,11 @@ def test_fetch_shows_progress_and_what_the_store_holds(tmp_path: Path, fake: Fak
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(fetch_args(fake, tmp_path)) == 0
     out, err = capsys.readouterr()
-    assert "store holds linear BTCUSDT 60: 2024-01-01 00:00 .. 2024-01-08 00:00 UTC, 168 " \
-           "candles, 0 gaps" in out
-    assert "168/168" in err
+    assert "received 168 candles; store holds linear BTCUSDT 60: 2024-01-01 00:00 .. " \
+           "2024-01-08 00:00 UTC, 168 candles, 0 gaps (0 missing), last candle 2024-01-07 " \
+           "23:00 UTC" in out
+    # stderr is no terminal here: plain progress lines instead of a bar
+    assert "fetch linear BTCUSDT 60: 168 candles received, 100% of the range" in err
     stored = CandleStore(tmp_path).read(KEY)[COLUMNS]
     truth = fake.candles("linear", "BTCUSDT", "60", "2024-01-01", "2024-01-08")
     pd.testing.assert_frame_equal(stored, truth, check_freq=False)
@@ -115,7 +117,9 @@ def test_data_list_shows_what_is_stored(tmp_path: Path, fake: FakeBybit,
     assert "60" in rows[0]
     assert "168" in rows[0]
     assert "2024-01-01 00:00" in rows[0]
+    assert "2024-01-07 23:00" in rows[0]  # the last stored candle
     assert "38" in rows[1]  # 2023-12-01 .. 2024-01-08: 38 daily candles
+    assert "2024-01-07 00:00" in rows[1]
 
 
 @pytest.mark.parametrize("name", ["out.csv", "out.parquet", "out.csv.gz"])
@@ -216,3 +220,16 @@ def test_sigkill_mid_fetch_keeps_the_store_readable_and_a_rerun_completes_it(
 @pytest.mark.slow  # a fresh interpreter imports torch and sklearn: 5-20 s before the first request
 def test_sigkill_of_the_real_program_mid_fetch(tmp_path: Path) -> None:
     _kill_mid_fetch_then_resume(tmp_path, _spawn_cli)
+
+
+def test_fetch_counts_the_candles_it_received(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 13: progress showed 1440/1440 when 745 candles arrived (a listing mid-range)
+    with FakeBybit(history_start="2024-01-01 11:35") as late:
+        assert main(fetch_args(late, tmp_path, interval="1", start="2024-01-01",
+                               end="2024-01-02")) == 0
+    out, err = capsys.readouterr()
+    assert "received 745 candles" in out
+    assert "last candle 2024-01-01 23:59 UTC" in out
+    assert "745 candles received, 100% of the range" in err
+    assert "1440/1440" not in err

@@ -56,15 +56,15 @@ def digest(path: Path) -> str:
 def test_first_fetch_stores_exactly_the_server_data(tmp_path: Path, fake: FakeBybit,
                                                     client: BybitClient) -> None:
     store = CandleStore(tmp_path)
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, int]] = []
     manifest = store.update(KEY, client, T("2024-01-01"), T("2024-01-03"),
-                            progress=lambda done, total: calls.append((done, total)))
+                            progress=lambda got, done, total: calls.append((got, done, total)))
     pd.testing.assert_frame_equal(stored(store), truth(fake, "2024-01-01", "2024-01-03"),
                                   check_freq=False)
     assert manifest is not None
     assert (manifest.start, manifest.end, manifest.rows) == (T("2024-01-01"), T("2024-01-03"), 2880)
-    assert calls[0] == (0, 2880)
-    assert calls[-1] == (2880, 2880)
+    assert calls[0] == (0, 0, 2880)
+    assert calls[-1] == (2880, 2880, 2880)
     files = sorted(p.name for p in store.path(KEY).parent.iterdir())
     assert files == ["1.lock", "1.manifest.json", "1.parquet"]  # no temporary left over
     assert store.path(KEY) == tmp_path / "linear" / "BTCUSDT" / "1.parquet"
@@ -109,12 +109,18 @@ def test_updates_extend_both_ways_and_stay_contiguous(tmp_path: Path, fake: Fake
 
 def test_exchange_gaps_are_reported_not_filled(tmp_path: Path) -> None:
     gap = ("2024-01-01 06:00", "2024-01-01 07:00")
+    calls: list[tuple[int, int, int]] = []
     with FakeBybit(history_start="2023-12-01", gaps=[gap]) as fake, \
             BybitClient(fake.url, rate=1000.0) as client:
         store = CandleStore(tmp_path)
-        manifest = store.update(KEY, client, T("2024-01-01"), T("2024-01-02"))
+        manifest = store.update(KEY, client, T("2024-01-01"), T("2024-01-02"),
+                                progress=lambda got, done, total: calls.append((got, done, total)))
     assert manifest is not None
     assert (manifest.rows, manifest.gaps, manifest.missing) == (1380, 1, 60)
+    # progress counts the candles received, not the slots asked for (was 1440 of 1440)
+    assert calls[-1] == (1380, 1440, 1440)
+    assert "1,380 candles, 1 gaps (60 missing), last candle 2024-01-01 23:59 UTC" \
+        in manifest.describe()
     candles = store.read(KEY)
     assert len(candles) == 1380
     assert candles.loc[T("2024-01-01 07:00"), "gap_before"]

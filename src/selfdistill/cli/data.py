@@ -9,15 +9,19 @@ option, 1 for a network or data failure).
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from selfdistill.config.intervals import canonical_interval
-from selfdistill.errors import ConfigError, SelfDistillError
+from selfdistill.errors import ConfigError, Interrupted, SelfDistillError
 
 if TYPE_CHECKING:  # selfdistill.data imports pandas: only when a command runs (fast --help)
+    from rich.console import Console
+
     from selfdistill.data.bybit.request import MarketKey
     from selfdistill.data.store import CandleStore, Manifest
 
@@ -29,6 +33,8 @@ MAINNET_URL = "https://api.bybit.com"
 DEFAULT_RATE = 10.0
 
 _FORMATS = {"csv": (".csv", ".csv.gz"), "parquet": (".parquet", ".pq")}
+#: Seconds between plain fetch progress lines when stderr is not a terminal.
+PLAIN_EVERY = 10.0
 
 SYMBOL = typer.Option(..., "--symbol", help="Bybit symbol, upper case, e.g. BTCUSDT.")
 
@@ -51,14 +57,6 @@ DATA_DIR = typer.Option(None, "--data-dir", help="Store folder (default: $SELFDI
 def _fetch(key: MarketKey, start: str, end: str | None, data_dir: Path | None, base_url: str,
            rate: float, concurrency: int, timeout: float) -> None:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from selfdistill.data.bybit.client import BybitClient
     from selfdistill.data.bybit.request import resolve_range
@@ -68,27 +66,63 @@ def _fetch(key: MarketKey, start: str, end: str | None, data_dir: Path | None, b
     store = CandleStore(data_dir)
     client = BybitClient(base_url, rate=rate, concurrency=concurrency, timeout=timeout)
     err = Console(stderr=True)
-    columns = (TextColumn(f"{key.symbol} {key.interval}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("candles"), TimeElapsedColumn(), TimeRemainingColumn())
-    with client, Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task("fetch", total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    progress = _FetchProgress(key, err)
+    with client, progress:
         try:
-            manifest = store.update(key, client, first, stop, progress=advance)
-        except SelfDistillError:
+            manifest = store.update(key, client, first, stop, progress=progress)
+        except (SelfDistillError, KeyboardInterrupt) as exc:
             held = store.manifest(key)
-            err.print(f"kept: {held.describe() if held else 'nothing stored yet'}")
+            kept = f"kept: {held.describe() if held else 'nothing stored yet'}"
+            if isinstance(exc, KeyboardInterrupt):  # typer would exit 130 without a word
+                raise Interrupted(f"interrupted; {kept}") from None
+            err.print(kept)
             raise
-    typer.echo(_holds(store, manifest, key, client.requests_made))
+    typer.echo(_holds(store, manifest, key, client.requests_made, progress.received))
 
 
-def _holds(store: CandleStore, manifest: Manifest | None, key: MarketKey, requests: int) -> str:
+def _holds(store: CandleStore, manifest: Manifest | None, key: MarketKey, requests: int,
+           received: int) -> str:
     if manifest is None:
         return f"store holds nothing for {key}: no closed candle in the range"
-    return f"store holds {manifest.describe()} in {store.path(key)} ({requests} requests)"
+    return (f"received {received:,} candles; store holds {manifest.describe()} in "
+            f"{store.path(key)} ({requests} requests)")
+
+
+class _FetchProgress:
+    """Fetch progress: candles received (not slots asked for) against the range covered.
+
+    A bar on a terminal; plain lines every :data:`PLAIN_EVERY` seconds otherwise (CI, nohup).
+    """
+
+    def __init__(self, key: MarketKey, err: Console) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.key, self.err, self.received = key, err, 0
+        self.plain = not err.is_terminal
+        self.bar = Progress(TextColumn(f"{key.symbol} {key.interval}"), BarColumn(),
+                            TextColumn("{task.fields[received]:,} candles received, "
+                                       "{task.percentage:>3.0f}% of the range"),
+                            TimeElapsedColumn(), console=err, transient=False,
+                            disable=self.plain)
+        self.task = self.bar.add_task("fetch", total=None, received=0)
+        self.start = self.last = time.monotonic()
+
+    def __enter__(self) -> _FetchProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def __call__(self, received: int, done: int, total: int) -> None:
+        self.received = received
+        self.bar.update(self.task, completed=done, total=total, received=received)
+        now = time.monotonic()
+        if self.plain and (now - self.last >= PLAIN_EVERY or (done == total and total)):
+            share = 100.0 * done / total if total else 100.0
+            print(f"[{now - self.start:7.1f} s] fetch {self.key}: {received:,} candles received, "
+                  f"{share:.0f}% of the range", file=sys.stderr, flush=True)
+            self.last = now
 
 
 def _list(data_dir: Path | None) -> None:
@@ -104,13 +138,14 @@ def _list(data_dir: Path | None) -> None:
         out.print(f"no datasets under {store.root}")
         return
     table = Table(title=f"candle store {store.root}")
-    for name in ("symbol", "category", "interval", "from (UTC)", "to (UTC)", "rows", "gaps",
-                 "missing", "updated (UTC)"):
+    for name in ("symbol", "category", "interval", "from (UTC)", "to (UTC)", "last candle (UTC)",
+                 "rows", "gaps", "missing", "updated (UTC)"):
         table.add_column(name, justify="right" if name in ("rows", "gaps", "missing") else "left")
     for m in found:
+        last = f"{m.last:%Y-%m-%d %H:%M}" if m.last is not None else "-"
         table.add_row(m.key.symbol, m.key.category, m.key.interval, f"{m.start:%Y-%m-%d %H:%M}",
-                      f"{m.end:%Y-%m-%d %H:%M}", f"{m.rows:,}", str(m.gaps), f"{m.missing:,}",
-                      f"{m.updated:%Y-%m-%d %H:%M}")
+                      f"{m.end:%Y-%m-%d %H:%M}", last, f"{m.rows:,}", str(m.gaps),
+                      f"{m.missing:,}", f"{m.updated:%Y-%m-%d %H:%M}")
     out.print(table)
 
 

@@ -61,7 +61,10 @@ __all__ = ["CandleStore", "Manifest", "default_data_dir", "fetch_command", "load
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+#: ``progress(received, done, total)``: candles received so far, and candle slots of the
+#: range answered so far out of all to fetch (the exchange may hold fewer candles than
+#: slots: before a listing, during maintenance).
+Progress = Callable[[int, int, int], None]
 
 
 def default_data_dir() -> Path:
@@ -179,7 +182,8 @@ class CandleStore:
             client: the exchange client.
             first, stop: aligned open-time bounds
                 (see :func:`~selfdistill.data.bybit.request.resolve_range`).
-            progress: called with (candle slots done, candle slots to fetch).
+            progress: called with (candles received, candle slots done, candle slots
+                to fetch); see :data:`Progress`.
 
         Returns:
             The manifest afterwards (None if nothing is stored and nothing was fetched).
@@ -283,9 +287,9 @@ class _Session:
     def __init__(self, store: CandleStore, key: MarketKey, total: int,
                  progress: Progress | None) -> None:
         self.store, self.key, self.total, self.progress = store, key, total, progress
-        self.done = 0
+        self.done = self.received = 0
         if progress is not None:
-            progress(0, total)
+            progress(0, 0, total)
         self.pending: list[pd.DataFrame] = []
         self.since_commit = 0
         self.next_commit_at = 0.0
@@ -302,18 +306,19 @@ class _Session:
                     self.lo = result.window.first
                 else:
                     self.hi = result.covered_until
-                self._advance(result.window.count)
+                self._advance(result.window.count, len(result.candles))
                 if not backwards and result.covered_until < result.window.end:
                     break  # reached the exchange's still-open candle
         finally:
             if self.pending:
                 self._commit()
 
-    def _advance(self, count: int) -> None:
+    def _advance(self, count: int, received: int) -> None:
         self.done += count
+        self.received += received
         self.since_commit += 1
         if self.progress is not None:
-            self.progress(self.done, self.total)
+            self.progress(self.received, self.done, self.total)
         if self.since_commit >= self.store.commit_every and time.monotonic() >= self.next_commit_at:
             self._commit()
 

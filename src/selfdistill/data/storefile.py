@@ -81,10 +81,12 @@ class Manifest:
                    int(raw["missing"]), ts(raw["updated"]))
 
     def describe(self) -> str:
-        """One line: '<key>: <start> .. <end> UTC, <rows> candles, <gaps> gaps'."""
+        """One line: '<key>: <start> .. <end> UTC, <rows> candles, <gaps> gaps (<missing>
+        missing), last candle <time> UTC'."""
         span = f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC"
+        last = f", last candle {self.last:%Y-%m-%d %H:%M} UTC" if self.last is not None else ""
         return (f"{self.key}: {span}, {self.rows:,} candles, {self.gaps} gaps"
-                f" ({self.missing:,} missing)")
+                f" ({self.missing:,} missing){last}")
 
 
 def read_manifest(path: Path) -> Manifest | None:
