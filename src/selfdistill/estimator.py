@@ -49,7 +49,7 @@ from selfdistill.modelio.jsonio import json_safe
 from selfdistill.training.device import resolve_device
 from selfdistill.training.loop import Callback, probabilities
 
-__all__ = ["PARAM_PATHS", "SelfDistillClassifier"]
+__all__ = ["PARAM_PATHS", "SelfDistillClassifier", "predict_uncertainty"]
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +336,40 @@ class SelfDistillClassifier(ClassifierMixin, BaseEstimator):
                                                 strict=True)]
         est._set_lineage(Lineage(bundle.method, members, selected=bundle.selected))
         return est
+
+
+def predict_uncertainty(model: Any, X: Any) -> pd.DataFrame:
+    """Generation-disagreement uncertainty from a fitted classifier or a ``Pipeline`` ending in one.
+
+    scikit-learn's ``Pipeline`` forwards ``predict_proba`` but not other methods, so
+    ``pipe.predict_uncertainty`` does not exist; this runs ``X`` through the pipeline's
+    transformers and asks its final :class:`SelfDistillClassifier`.
+
+    Args:
+        model: a fitted ``SelfDistillClassifier``, or a fitted ``Pipeline`` whose last
+            step is one.
+        X: (N, F) raw features, as ``model.predict`` takes them.
+
+    Returns:
+        The DataFrame of :meth:`SelfDistillClassifier.predict_uncertainty` (the index of
+        ``X`` when it is a DataFrame).
+
+    Raises:
+        TypeError: the model (or the pipeline's last step) has no ``predict_uncertainty``.
+    """
+    from sklearn.pipeline import Pipeline
+
+    final, Xt = model, X
+    if isinstance(model, Pipeline):
+        final = model.steps[-1][1]
+        Xt = model[:-1].transform(X) if len(model.steps) > 1 else X
+    if not callable(getattr(final, "predict_uncertainty", None)):
+        raise TypeError(f"{type(final).__name__} has no predict_uncertainty; pass a fitted "
+                        "SelfDistillClassifier or a Pipeline that ends in one")
+    out: pd.DataFrame = final.predict_uncertainty(Xt)
+    if isinstance(X, pd.DataFrame) and len(out) == len(X):
+        out.index = X.index  # the transformers may have dropped the DataFrame index
+    return out
 
 
 def _c_order(z: np.ndarray) -> np.ndarray:
