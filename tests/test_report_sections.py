@@ -189,14 +189,14 @@ def test_panels_show_the_selected_member_not_the_last(run: RunData,
     monkeypatch.setattr(sec.fg, "reliability_figure", capture)
     sec.calibration_section(changed)
     panel = next(p for p in drawn if p.title == "born_again_selected")
-    assert panel.subtitle == "shows generation=0, chosen on validation"
+    assert panel.subtitle == "selected: generation=0"
     test = run.predictions[(run.predictions["split"] == "test")
                            & (run.predictions["method"] == "born_again")
                            & (run.predictions["member"] == first)]
     proba = test[["p_bull", "p_bear", "p_sideways"]].to_numpy(dtype=np.float64)
     assert panel.before == reliability_curve(test["label"].to_numpy(), proba, 10)
     confusion = sec.confusion_section(changed)
-    assert "born_again_selected<br><small>shows generation=0, chosen on validation" in confusion
+    assert "born_again_selected<br><small>selected: generation=0</small>" in confusion
 
 
 def test_confusion_of_the_selected_output_sums_its_cells(run: RunData) -> None:

@@ -4,7 +4,7 @@ An *output* is ``(method, member)`` as metrics.json names it: ``("baseline", "-"
 ``("born_again", "generation=2")``, ``("born_again_selected", "-")``. A
 ``<method>_selected`` output has no rows of its own in predictions.parquet or
 backtest.parquet: in each (fold, seed) cell it is the member that cell chose on
-validation, which its cell records name in ``selected_from``. :func:`source_members`
+validation, which its cell records name in ``selected_from``. :meth:`OutputIndex.source`
 resolves that, so every panel, table and curve of a selected output shows the
 selected member, never the last one.
 

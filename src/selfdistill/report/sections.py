@@ -79,7 +79,7 @@ def panel_outputs(run: RunData) -> list[Output]:
 def _subtitle(run: RunData, output: Output) -> str:
     picked = run.index.selected_from(output)
     if picked is not None:
-        return f"shows {picked}, chosen on validation"
+        return f"selected: {picked}"
     return "" if output[1] == "-" else f"member {output[1]}"
 
 
