@@ -19,6 +19,7 @@ The CLI maps ``exit_code`` to the process exit status and prints one line.
     │       └── TransportError       timeouts, cut bodies, non-JSON bodies
     ├── ModelFileError               a model file is missing, tampered, or too new (exit 1)
     ├── StorageError                 a file cannot be written: disk full, permissions (exit 1)
+    ├── TrackingError                logging to MLflow failed; the run directory is kept (exit 1)
     ├── Interrupted                  the user pressed Ctrl-C; says what was kept  (exit 130)
     ├── NotFittedError               predict before fit (also sklearn's NotFittedError)
     └── TrainingError                training diverged (NaN loss) or cannot run (exit 1)
@@ -41,6 +42,7 @@ __all__ = [
     "SelfDistillError",
     "ServerError",
     "StorageError",
+    "TrackingError",
     "TrainingError",
     "TransportError",
 ]
@@ -118,6 +120,10 @@ class StorageError(SelfDistillError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class TrackingError(SelfDistillError):
+    """Logging a run to MLflow failed; the message says the run directory is complete."""
 
 
 class Interrupted(SelfDistillError):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from selfdistill.cli.scale import BACKEND, RAY_ADDRESS, TRACK, log_run_to_mlflow, scale_overrides
 from selfdistill.config import load_config
 from selfdistill.errors import Interrupted
 
@@ -24,7 +25,7 @@ def _cells_text(n_cells: int, seeds: int) -> str:
 
 
 def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite: bool,
-         report: bool, workers: int | None) -> None:
+         report: bool, workers: int | None, resume: bool = False) -> None:
     cfg = load_config(config, overrides)  # before the heavy imports: config errors answer at once
     from selfdistill.cli.progress import (
         ProgressCallback,
@@ -40,7 +41,7 @@ def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite:
     try:
         with ProgressCallback.make_progress() as progress:
             result = run_experiment(cfg, out_dir=out, workers=workers, overwrite=overwrite,
-                                    callbacks=[progress_callback(progress)])
+                                    callbacks=[progress_callback(progress)], resume=resume)
     except KeyboardInterrupt as exc:  # typer would exit 130 without a word
         raise Interrupted(f"interrupted; {kept_note(exc) or 'no run directory yet'}") from None
     ev = cfg.evaluation
@@ -55,6 +56,9 @@ def _run(config: Path | None, overrides: list[str], out: Path | None, overwrite:
         path = write_report(run_dir=result.run_dir)
         console.print(f"report: {path}")
     console.print(f"run directory: {result.run_dir}  ({result.seconds:.1f} s)")
+    tracked = log_run_to_mlflow(cfg, result.run_dir)
+    if tracked is not None:
+        console.print(f"mlflow run: {tracked} ({cfg.tracking.mlflow.uri})")
 
 
 def register(app: typer.Typer) -> None:
@@ -75,9 +79,15 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(None, "--workers", min=1, help="Processes for "
                                            "the folds x seeds cells (default "
                                            "evaluation.workers)."),
+        backend: str | None = BACKEND,
+        ray_address: str | None = RAY_ADDRESS,
+        resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run "
+                                    "in --out: its finished cells are kept."),
+        track: str | None = TRACK,
     ) -> None:
         """Run every method of a config over its folds x seeds; write a run directory."""
-        _run(config, overrides, out, overwrite, report, workers)
+        _run(config, [*overrides, *scale_overrides(backend, ray_address, track)], out,
+             overwrite, report, workers, resume)
 
     @app.command("demo")
     def demo(

@@ -27,6 +27,7 @@ from selfdistill.config.checks import (
     suggest_key,
 )
 from selfdistill.config.overrides import apply_overrides
+from selfdistill.config.scaleout import TrackingConfig, TuneConfig
 from selfdistill.config.sections import (
     BacktestConfig,
     BornAgainConfig,
@@ -107,6 +108,8 @@ class RunConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -8,6 +8,7 @@ re-exports them.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
 from typing import Annotated, Literal
 
@@ -448,6 +449,10 @@ class HMMConfig(Section):
 # ---------------------------------------------------------- evaluation / backtest
 
 
+#: a Ray cluster address: ray://host:port (Ray Client) or host:port (the GCS)
+_RAY_ADDRESS = re.compile(r"(ray://)?[\w.\-]+:\d{1,5}")
+
+
 class EvaluationConfig(Section):
     scheme: Literal["holdout", "walk_forward", "purged_kfold"] = "holdout"
     folds: PositiveInt = 1
@@ -461,6 +466,19 @@ class EvaluationConfig(Section):
     adjust: Literal["holm", "bh"] = "bh"
     #: The metric the findings answer "does it beat ..." on.
     primary_metric: Literal["accuracy", "nll", "brier"] = "accuracy"
+    #: Where the cells run: ``local`` (this machine's process pool) or ``ray`` (a Ray
+    #: cluster; ``pip install selfdistill[ray]``). Results are the same either way.
+    backend: Literal["local", "ray"] = "local"
+    #: The Ray cluster to join: ``auto`` or ``ray://host:port``; None starts Ray here.
+    ray_address: str | None = None
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, v: str | None) -> str | None:
+        if v is None or v == "auto" or _RAY_ADDRESS.fullmatch(v):
+            return v
+        raise ValueError("must be 'auto' (a cluster started on this machine with `ray start`) "
+                         "or an address like 'ray://head-node:10001'")
 
 
 class BacktestConfig(Section):

@@ -12,7 +12,8 @@
 
 Nothing fitted in one cell reaches another: each cell builds its own scaler,
 models and temperatures from its own training / validation rows. Cells run in
-a process pool (``spawn``, so no forked torch state) with at most ``workers``
+a process pool (``spawn``, so no forked torch state), or as Ray tasks
+(``evaluation.backend: ray``, :mod:`selfdistill.evaluation.backends`), with at most ``workers``
 cells in flight; the dataset travels to each worker once. Each cell uses
 :data:`CELL_THREADS` torch thread (in this process too, restored afterwards). Seeds are
 ``cfg.seed, cfg.seed + 1, ...``; every random choice inside a cell derives from
@@ -47,11 +48,14 @@ import pandas as pd
 
 from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
+from selfdistill.evaluation.backends import CellBackend, ray_cells
 from selfdistill.evaluation.backtest import annualisation
 from selfdistill.evaluation.cell import BacktestSettings, Cell, CellResult, run_cell
 from selfdistill.evaluation.findings import RunFacts
 from selfdistill.evaluation.fold import Dataset, build_dataset, holdout_split, load_candles
+from selfdistill.evaluation.resume import keep_cell, resume_overwrite, resumed_cells
 from selfdistill.evaluation.summary import summarise
+from selfdistill.rundir.cellcache import clear_cells
 from selfdistill.rundir.lifecycle import run_directory
 from selfdistill.rundir.read import read_metrics
 from selfdistill.rundir.write import RunContents, write_run
@@ -59,6 +63,7 @@ from selfdistill.splits import Split, check_no_leak, purged_kfold, walk_forward
 from selfdistill.training.callbacks import Callback, ExperimentCallback
 
 __all__ = [
+    "CellBackend",
     "ExperimentCallback",
     "ExperimentResult",
     "backtest_settings",
@@ -236,8 +241,11 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def _iter_cells(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: BacktestSettings,
-                run_dir: Path, workers: int, callbacks: Sequence[Callback]
-                ) -> Iterator[CellResult]:
+                run_dir: Path, workers: int, callbacks: Sequence[Callback],
+                backend: CellBackend | None = None) -> Iterator[CellResult]:
+    if backend is not None and backend.kind == "ray":
+        return ray_cells(ds, cells, cfg, settings, run_dir, workers=workers,
+                         threads=CELL_THREADS, address=backend.address)
     if workers <= 1 or len(cells) <= 1:
         return _in_process(ds, cells, cfg, settings, run_dir, callbacks)
     return _in_pool(ds, cells, cfg, settings, run_dir, workers)
@@ -255,7 +263,8 @@ def _cell_info(res: CellResult) -> dict[str, Any]:
 
 def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
                    workers: int | None = None, callbacks: Sequence[Callback] = (),
-                   overwrite: bool = False) -> ExperimentResult:
+                   overwrite: bool = False, backend: str | None = None,
+                   ray_address: str | None = None, resume: bool = False) -> ExperimentResult:
     """Run every fold x seed cell and write the run directory.
 
     Args:
@@ -266,6 +275,11 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
             and passes training events to ``callbacks``.
         callbacks: :class:`ExperimentCallback` instances get experiment progress;
             plain callbacks get training events when ``workers == 1``.
+        backend / ray_address: ``local`` or ``ray`` and the Ray cluster (default
+            ``evaluation.backend`` / ``evaluation.ray_address``; see
+            :mod:`selfdistill.evaluation.backends`).
+        resume: continue the unfinished run in ``out_dir``: its finished cells are kept
+            (:mod:`selfdistill.evaluation.resume`), the others run.
 
     Returns:
         The run directory and the metrics.json payload.
@@ -274,15 +288,20 @@ def run_experiment(cfg: RunConfig, *, out_dir: str | Path | None = None,
     workers = workers if workers is not None else cfg.evaluation.workers
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    where = CellBackend(backend or cfg.evaluation.backend,
+                        ray_address if ray_address is not None else cfg.evaluation.ray_address,
+                        resume)
+    overwrite = overwrite or resume_overwrite(out_dir, resume)
     with run_directory(out_dir, cfg, overwrite=overwrite) as run_dir:  # marked, cleaned up
-        contents, n_cells = _run_cells(cfg, run_dir, workers, callbacks, t0)
+        contents, n_cells = _run_cells(cfg, run_dir, workers, callbacks, t0, where)
         write_run(run_dir, cfg, contents)
+        clear_cells(run_dir)  # complete: the files hold what the cell cache held
     return ExperimentResult(run_dir, read_metrics(run_dir), n_cells, workers,
                             time.perf_counter() - t0, contents.timings)
 
 
 def _run_cells(cfg: RunConfig, run_dir: Path, workers: int, callbacks: Sequence[Callback],
-               t0: float) -> tuple[RunContents, int]:
+               t0: float, where: CellBackend) -> tuple[RunContents, int]:
     """Load, build the dataset, run every cell; the run directory's contents and cells."""
     candles, truth, interval = load_candles(cfg)
     ds = build_dataset(cfg, candles, truth, interval)
@@ -294,8 +313,12 @@ def _run_cells(cfg: RunConfig, run_dir: Path, workers: int, callbacks: Sequence[
         cb.on_experiment_begin(len(cells), min(workers, len(cells)))
     log.info("%d folds x %d seeds = %d cells on %d workers", len(splits),
              cfg.evaluation.seeds, len(cells), workers)
-    results: list[CellResult] = []
-    for res in _iter_cells(ds, cells, cfg, settings, run_dir, workers, callbacks):
+    results, todo = resumed_cells(run_dir, cfg, cells, resume=where.resume)
+    for k, res in enumerate(results, 1):
+        for cb in progress:
+            cb.on_cell_end(k, len(cells), _cell_info(res))
+    for res in _iter_cells(ds, todo, cfg, settings, run_dir, workers, callbacks, where):
+        keep_cell(run_dir, res)
         results.append(res)
         for cb in progress:
             cb.on_cell_end(len(results), len(cells), _cell_info(res))

@@ -17,6 +17,11 @@
       INCOMPLETE           present while the run is unfinished: written when the directory
                            is created, removed once every result file is written; a run
                            that failed or was interrupted keeps it (first line: why)
+      tune.json            runs written by ``selfdistill tune``: the search history, parameter
+                           importances and the best parameters (see selfdistill.tuning)
+      cells/               while INCOMPLETE: every finished fold x seed cell, so a killed run
+                           resumes (``--resume``) without redoing them; removed once complete
+                           (:mod:`selfdistill.rundir.cellcache`)
 
 metrics.json holds the ``records`` (per cell, ``<method>_selected`` and aggregates),
 ``uncertainty``, ``comparisons`` (paired, with verdicts), ``experiment`` (scheme, folds,
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKTEST_FILE",
+    "CELLS_DIR",
     "CONFIG_FILE",
     "INCOMPLETE_FILE",
     "METRICS_FILE",
@@ -52,6 +58,7 @@ __all__ = [
     "PREDICTIONS_FILE",
     "PRICES_FILE",
     "TIMINGS_FILE",
+    "TUNE_FILE",
     "create_run_dir",
     "damaged",
 ]
@@ -64,6 +71,8 @@ BACKTEST_FILE = "backtest.parquet"
 PRICES_FILE = "prices.parquet"
 MODELS_DIR = "models"
 INCOMPLETE_FILE = "INCOMPLETE"
+CELLS_DIR = "cells"
+TUNE_FILE = "tune.json"
 
 METRICS_SCHEMA_VERSION = 1
 

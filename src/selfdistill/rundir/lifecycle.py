@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from selfdistill.errors import SelfDistillError
-from selfdistill.rundir.layout import INCOMPLETE_FILE, METRICS_FILE, create_run_dir
+from selfdistill.rundir.layout import CELLS_DIR, INCOMPLETE_FILE, METRICS_FILE, create_run_dir
 
 if TYPE_CHECKING:
     from selfdistill.config import RunConfig
@@ -86,7 +86,8 @@ def run_directory(out: str | Path | None, cfg: RunConfig, *, overwrite: bool = F
 
 def _settle(run_dir: Path, *, created: bool, exc: BaseException) -> str:
     """Remove or mark the directory of a failed run; return what was kept, in words."""
-    if created and not (run_dir / METRICS_FILE).exists():
+    cells = any((run_dir / CELLS_DIR).glob("*/DONE"))  # finished cells: the run can resume
+    if created and not (run_dir / METRICS_FILE).exists() and not cells:
         shutil.rmtree(run_dir, ignore_errors=True)
         if not run_dir.exists():
             log.info("removed the unfinished run directory %s", run_dir)
@@ -94,7 +95,8 @@ def _settle(run_dir: Path, *, created: bool, exc: BaseException) -> str:
     why = "interrupted" if isinstance(exc, KeyboardInterrupt) else (
         f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     mark_incomplete(run_dir, f"{why} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
-    return f"kept the partial run directory '{run_dir}' (marked {INCOMPLETE_FILE})"
+    resume = "; its finished cells are kept: run it again with --resume" if cells else ""
+    return f"kept the partial run directory '{run_dir}' (marked {INCOMPLETE_FILE}{resume})"
 
 
 def _tell(exc: BaseException, kept: str) -> None:
