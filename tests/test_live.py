@@ -11,90 +11,33 @@ prediction on the stored candles.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bybit_server import FakeBybit
-from live_support import CLASSES, make_model, truth
-from selfdistill.data.bybit import BybitClient
-from selfdistill.data.bybit.ratelimit import RetryPolicy
-from selfdistill.data.bybit.request import MarketKey
+from live_support import (
+    CLASSES,
+    KEY,
+    MINUTE,
+    START,
+    exchange,
+    finished,
+    loop_for,
+    make_model,
+    read_lines,
+    run_live,
+    settings,
+    truth,
+)
 from selfdistill.data.store import CandleStore
 from selfdistill.errors import GapError
-from selfdistill.serving.live import LiveLoop, LiveSettings
 from selfdistill.serving.signals import predict_candles_numpy
-from selfdistill.serving.sinks import SignalSink
-from ws_server import FakeBybitStream, Fault, VirtualClock
-
-KEY = MarketKey("linear", "BTCUSDT", "1")
-START = pd.Timestamp("2024-03-01 00:00", tz="UTC")  # the stream's first candle
-MINUTE = pd.Timedelta(minutes=1)
-
-
-@contextlib.contextmanager
-def exchange(candles: int, faults: dict[int, Fault] | None = None, *,
-             gaps: tuple[tuple[str, str], ...] = (), pace: float = 0.002
-             ) -> Iterator[tuple[VirtualClock, FakeBybit, FakeBybitStream]]:
-    clock = VirtualClock(START)
-    rest = FakeBybit(history_start=str(START - 400 * MINUTE), clock=clock, gaps=list(gaps))
-    ws = FakeBybitStream(clock, first_open=str(START), candles=candles, faults=faults or {},
-                         gaps=list(gaps), pace=pace)
-    with rest, ws:
-        yield clock, rest, ws
-
-
-def settings(model: Path | Callable[[], Path], rest: FakeBybit, ws: FakeBybitStream,
-             clock: VirtualClock, tmp: Path, **changes: object) -> LiveSettings:
-    values: dict = {
-        "locate": model if callable(model) else (lambda: model), "key": KEY,
-        "ws_url": ws.url(), "base_url": rest.url, "data_dir": tmp / "store", "history": 200,
-        "stale_after": 0.3, "ping_interval": 0.1, "pong_timeout": 0.5, "reload_every": 0.05,
-        "commit_every": 0.05, "backoff": RetryPolicy(base_delay=0.01, max_delay=0.05),
-        "clock": clock, "seed": 0}
-    return LiveSettings(**(values | changes))
-
-
-def run_live(live: LiveLoop, done: Callable[[], bool], *, during: Callable[[], None] = lambda: None,
-             timeout: float = 20.0) -> None:
-    """Run the loop until ``done()``, calling ``during()`` every 10 ms, then stop it."""
-    async def main() -> None:
-        task = asyncio.create_task(live.run(handle_signals=False))
-        deadline = time.monotonic() + timeout
-        while not done():
-            if task.done():
-                await task  # raises what stopped it
-                raise AssertionError("the loop stopped by itself")
-            if time.monotonic() > deadline:
-                live.stop()
-                await asyncio.wait_for(task, 10)
-                raise AssertionError("timed out waiting for the loop")
-            during()
-            await asyncio.sleep(0.01)
-        live.stop()
-        await asyncio.wait_for(task, 10)
-    asyncio.run(main())
-
-
-def loop_for(cfg: LiveSettings, out: Path, rest: FakeBybit) -> LiveLoop:
-    client = BybitClient(rest.url, rate=100.0, concurrency=1, seed=0,
-                         retry=RetryPolicy(max_retries=2, base_delay=0.01))
-    return LiveLoop(cfg, SignalSink(out, stdout=False), client=client)
-
-
-def read_lines(out: Path) -> list[dict]:
-    return [json.loads(line) for line in out.read_text().splitlines()]
-
-
-def finished(live: LiveLoop, ws: FakeBybitStream, last: pd.Timestamp) -> Callable[[], bool]:
-    return lambda: ws.done.is_set() and live.metrics.last_open == last
+from ws_server import Fault
 
 
 def assert_every_candle_once(lines: list[dict], last: pd.Timestamp,
@@ -302,3 +245,64 @@ def test_http_signal_health_and_metrics(tmp_path: Path) -> None:
                    if line.startswith("selfdistill_live_candles_total "))
     assert int(candles.split()[1]) >= 5
     assert answers["/nope"].status_code == 404
+
+
+def test_sigint_finishes_the_current_candle_and_flushes_the_store(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    model = make_model(tmp_path / "model")
+    out = tmp_path / "s.jsonl"
+    with exchange(500, pace=0.01) as (clock, rest, ws):
+        live = loop_for(settings(model, rest, ws, clock, tmp_path, commit_every=60.0), out, rest)
+
+        async def main() -> None:
+            task = asyncio.create_task(live.run())  # with its SIGINT / SIGTERM handlers
+            while live.sink.lines < 8 and not task.done():
+                await asyncio.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.wait_for(task, 10)
+
+        asyncio.run(main())
+        stopped_early = not ws.done.is_set()
+    lines = read_lines(out)  # every line whole
+    last = pd.Timestamp(lines[-1]["open_time"])
+    assert stopped_early
+    assert_every_candle_once(lines, last)
+    stored = CandleStore(tmp_path / "store").read(KEY)
+    assert stored.index[-1] == last  # streamed candles committed on the way out
+
+
+def test_the_command_runs_end_to_end_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from bybit_server import FakeBybit
+    from ws_server import FakeBybitStream, VirtualClock
+
+    model = make_model(tmp_path / "model")
+    now = pd.Timestamp.now(tz="UTC").floor("min")  # the command reads the real clock
+    clock = VirtualClock(now)
+    out = tmp_path / "signals.jsonl"
+    with FakeBybit(history_start=str(now - 300 * MINUTE), clock=clock) as rest, \
+            FakeBybitStream(clock, first_open=str(now), candles=10_000, pace=0.02) as ws:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "selfdistill", "live", "--model", str(model), "--symbol",
+             "BTCUSDT", "--interval", "1m", "--base-url", rest.url, "--ws-url", ws.url(),
+             "--data-dir", str(tmp_path / "store"), "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while (not out.exists() or len(out.read_text().splitlines()) < 5) \
+                and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert stdout == ""  # the lines went to --out
+    assert "stopped: " in stderr
+    assert "subscribed to kline.1.BTCUSDT" in stderr
+    lines = read_lines(out)
+    times = [pd.Timestamp(r["open_time"]) for r in lines]
+    assert len(times) >= 5
+    assert times == list(truth(times[0], times[-1] + MINUTE).index)

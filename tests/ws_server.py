@@ -354,8 +354,16 @@ class FakeBybitStream:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the fake stream and the fake REST exchange on one clock until Ctrl-C."""
-    from bybit_server import FakeBybit
+    """Serve the fake stream and the fake REST exchange on one clock until Ctrl-C.
+
+    The clock starts at the current minute and the market runs ``--speed`` candles a
+    minute, so it stays ahead of the real clock (what ``selfdistill live`` reads). The
+    line ``READY rest=URL ws=URL`` on standard output says both are listening.
+    """
+    if __package__:
+        from .bybit_server import FakeBybit
+    else:
+        from bybit_server import FakeBybit
 
     parser = argparse.ArgumentParser(prog="python -m tests.ws_server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -365,23 +373,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=float, default=7.0, help="REST history in days")
     parser.add_argument("--speed", type=float, default=60.0, help="candles per minute of "
                         "real time")
+    parser.add_argument("--candles", type=int, default=10**9, help="candles to stream")
+    parser.add_argument("--updates", type=int, default=2, help="unconfirmed pushes per candle")
     args = parser.parse_args(argv)
     now = pd.Timestamp.now(tz="UTC").floor("min")
     clock = VirtualClock(now)
     start = (now - pd.Timedelta(days=args.days)).strftime("%Y-%m-%d %H:%M")
-    stream = FakeBybitStream(clock, first_open=str(now), candles=10**9, interval=args.interval,
-                             port=args.port, pace=60.0 / args.speed)
+    stream = FakeBybitStream(clock, first_open=str(now), candles=args.candles,
+                             interval=args.interval, port=args.port, pace=60.0 / args.speed,
+                             updates=args.updates)
     with FakeBybit(history_start=start, clock=clock, port=args.rest_port) as rest, stream:
-        print(f"fake Bybit: REST {rest.url}, stream {stream.url()} (BTCUSDT, interval "
-              f"{args.interval}, {args.speed:g} candles a minute)", flush=True)
+        print(f"READY rest={rest.url} ws={stream.url()} (BTCUSDT, interval {args.interval}, "
+              f"{args.speed:g} candles a minute)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)
 
 
 if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))  # bybit_server imports bybit_klines
     main()

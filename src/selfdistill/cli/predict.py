@@ -17,6 +17,8 @@ from selfdistill.errors import ConfigError, Interrupted
 if TYPE_CHECKING:
     import pandas as pd
 
+    from selfdistill.serving.outputs import PredictOutput
+
 __all__ = ["register"]
 
 _OUT_SUFFIXES = (".csv", ".parquet")
@@ -55,11 +57,19 @@ def register(app: typer.Typer) -> None:
                                                "are read: dayfirst, monthfirst or a strptime "
                                                "format like '%d.%m.%Y %H:%M' (default: "
                                                "inferred)."),
+        last: int | None = typer.Option(None, "--last", help="Only the last N bars (all are "
+                                        "computed: features look back)."),
+        fmt: str | None = typer.Option(None, "--format", help="csv, parquet or json (one "
+                                       "object per line, as `selfdistill live` writes); "
+                                       "default: from --out, else csv."),
+        runtime: str = typer.Option("torch", "--runtime", help="torch (the run's own forward) "
+                                    "or numpy (torch-free, as `selfdistill live`; MLP models)."),
     ) -> None:
         """Regime probabilities, predicted regime and uncertainty for every bar."""
         _check_options(gaps, time_format)
+        output = _check_output(out, fmt, last, runtime)
         try:
-            _predict(model, candles, out, method, gaps, time_format)
+            _predict(model, candles, out, method, gaps, time_format, output)
         except KeyboardInterrupt:  # typer would exit 130 without a word
             raise Interrupted("interrupted; nothing was written (the output file is written "
                               "whole or not at all)") from None
@@ -76,8 +86,16 @@ def _check_options(gaps: str | None, time_format: str | None) -> None:
                           "strptime format such as '%d/%m/%Y %H:%M'")
 
 
+def _check_output(out: Path | None, fmt: str | None, last: int | None,
+                  runtime: str) -> PredictOutput:
+    from selfdistill.serving.outputs import PredictOutput
+
+    return PredictOutput.checked(out, fmt, last, runtime)
+
+
 def _predict(model: Path, candles: Path, out: Path | None, method: str | None,
-             gaps: str | None, time_format: str | None) -> None:
+             gaps: str | None, time_format: str | None,
+             output: PredictOutput | None = None) -> None:
     from selfdistill.data.files import load_candles_file
     from selfdistill.modelio.bundle import read_bundle
     from selfdistill.serving.predict import predict_candles, resolve_model_dir
@@ -88,8 +106,15 @@ def _predict(model: Path, candles: Path, out: Path | None, method: str | None,
     bars = load_candles_file(candles, interval=interval if isinstance(interval, str) else None,
                              gaps="error" if gaps == "error" else "mark",
                              time_format=time_format, time_format_hint=bundle.time_format)
-    frame = predict_candles(model_dir, bars, gaps=gaps)
-    _write(frame, out)
+    if output is not None and not output.plain:  # --last / --format json / --runtime numpy
+        frame = output.predict(model_dir, bars, gaps)
+        if output.fmt == "json":
+            output.write_json(frame, bars, model_dir, out)
+        else:
+            _write(frame, out)
+    else:
+        frame = predict_candles(model_dir, bars, gaps=gaps)
+        _write(frame, out)
     if out is not None:
         last = frame.dropna(subset=["regime"]).tail(1)
         summary = (f"; last bar {last['open_time'].iloc[0]}: {last['regime'].iloc[0]}"

@@ -136,7 +136,7 @@ class IncrementalFeatures:
         """Trailing mean of ``window`` values; NaN until full or when one is NaN."""
         if self.bars < window:
             return math.nan
-        return float(np.mean(self._series[name].last(window)))
+        return float(self._series[name].last(window).sum()) / window  # == np.mean, faster
 
     def _returns_row(self) -> list[float]:
         log_close = self._series["log_close"]
@@ -146,7 +146,7 @@ class IncrementalFeatures:
             out.append(log_close.back(0) - log_close.back(w) if ok else math.nan)
         for w in self._vols:
             r = self._series["r1"].last(w)
-            out.append(math.sqrt(float(np.mean(r * r))) if self.bars >= w else math.nan)
+            out.append(math.sqrt(float((r * r).sum()) / w) if self.bars >= w else math.nan)
         return out
 
     def _bar_row(self, high: float, low: float, close: float, volume: float) -> list[float]:
@@ -172,11 +172,12 @@ class IncrementalFeatures:
         if self.bars < window:
             return math.nan
         r = self._series["r1"].last(window)
-        mean, raw2 = float(np.mean(r)), float(np.mean(r * r))
+        r2 = r * r
+        mean, raw2 = float(r.sum()) / window, float(r2.sum()) / window
         m2 = raw2 - mean**2
         if m2 != m2:
             return math.nan
         if m2 <= _FLAT_VARIANCE:
             return 0.0
-        m3 = float(np.mean(r**3)) - 3 * mean * raw2 + 2 * mean**3
+        m3 = float((r2 * r).sum()) / window - 3 * mean * raw2 + 2 * mean**3
         return m3 / m2**1.5

@@ -64,7 +64,7 @@ __all__ = ["LiveLoop", "LiveSettings"]
 
 log = logging.getLogger(__name__)
 
-_RECENT = 4096  # processed candles remembered for duplicate checks
+_RECENT = 1024  # processed candles remembered for duplicate checks
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ from selfdistill.serving.predict import (
 )
 from selfdistill.softmax import softmax
 
-__all__ = ["SignalModel", "predict_candles_numpy", "records_from_frame", "signal_record"]
+__all__ = ["SignalModel", "model_id", "predict_candles_numpy", "records_from_frame",
+           "signal_record"]
 
 _SUM_TOLERANCE = 1e-6  # a self-check: probabilities must sum to 1 within this
 
@@ -84,14 +85,9 @@ class SignalModel:
                 (window models, LightGBM, HMM), or lack a feature config or scaler.
         """
         path = Path(path)
-        manifest = path / MANIFEST
-        try:
-            raw = manifest.read_bytes()
-            saved_at = pd.Timestamp(manifest.stat().st_mtime, unit="s", tz="UTC")
-        except OSError as exc:
-            raise ModelFileError(f"cannot read '{manifest}': {exc.strerror or exc}") from exc
-        runtime = NumpyModel.from_dir(path)
-        return cls(path, runtime, hashlib.sha256(raw).hexdigest()[:12], saved_at)
+        identity = model_id(path)
+        saved_at = pd.Timestamp((path / MANIFEST).stat().st_mtime, unit="s", tz="UTC")
+        return cls(path, NumpyModel.from_dir(path), identity, saved_at)
 
     @property
     def gap_policy(self) -> str | None:
@@ -152,6 +148,16 @@ class SignalModel:
             raise ModelFileError(f"the model in '{self.path}' failed its self-check: "
                                  f"probabilities {chosen[0].tolist()} on the latest features "
                                  "(weights, scaler or temperature broken)")
+
+
+def model_id(model_dir: Path) -> str:
+    """The first 12 hex digits of the sha256 of ``model.json`` (it names every member's
+    sha256, so the id changes exactly when the weights or the settings do)."""
+    manifest = Path(model_dir) / MANIFEST
+    try:
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise ModelFileError(f"cannot read '{manifest}': {exc.strerror or exc}") from exc
 
 
 def _short(value: Any) -> str:
