@@ -30,6 +30,7 @@ from selfdistill.report.tables import (
     headline_rows,
     markdown_table,
 )
+from selfdistill.report.tuning import load_tune
 from selfdistill.rundir.layout import CONFIG_FILE, PRICES_FILE, TIMINGS_FILE, damaged
 from selfdistill.rundir.lifecycle import incomplete_reason
 from selfdistill.rundir.read import read_curves, read_metrics, read_predictions, read_prices
@@ -58,7 +59,8 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(metrics=read_metrics(path), config=config,
                    config_text=config_text, predictions=_labels(read_predictions(path)),
                    curves=_optional_labels(read_curves(path)), prices=prices,
-                   created_at=_created_at(path), incomplete=incomplete_reason(path))
+                   created_at=_created_at(path), incomplete=incomplete_reason(path),
+                   tune=load_tune(path))
 
 
 def _optional_labels(frame: pd.DataFrame | None) -> pd.DataFrame | None:

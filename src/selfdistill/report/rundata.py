@@ -26,6 +26,7 @@ class RunData:
         prices: prices.parquet (None for runs from before it existed).
         created_at: timings.json's ``created_at`` (ISO-8601 UTC), when known.
         incomplete: why the run is marked INCOMPLETE, or None.
+        tune: tune.json of a run written by ``selfdistill tune`` (None otherwise).
     """
 
     metrics: dict[str, Any]
@@ -36,6 +37,7 @@ class RunData:
     prices: pd.DataFrame | None
     created_at: str | None = None
     incomplete: str | None = None
+    tune: dict[str, Any] | None = None
 
     @property
     def class_names(self) -> list[str]:

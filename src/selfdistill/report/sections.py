@@ -35,6 +35,7 @@ from selfdistill.report.outputs import (
 from selfdistill.report.rundata import RunData
 from selfdistill.report.tables import comparison_rows, findings_html, headline_rows, html_table
 from selfdistill.report.trading import COST_MULTIPLES, summarise_trading
+from selfdistill.report.tuning import tuning_section
 from selfdistill.softmax import log_probabilities, softmax
 
 __all__ = ["SECTION_IDS", "RunData", "build_sections", "panel_outputs"]
@@ -309,4 +310,7 @@ BUILDERS: dict[str, Callable[[RunData], str]] = {
 
 def build_sections(run: RunData) -> list[tuple[str, str, str]]:
     """(id, title, HTML body) of every section, in page order."""
-    return [(sid, title, BUILDERS[sid](run)) for sid, title in SECTION_IDS]
+    sections = [(sid, title, BUILDERS[sid](run)) for sid, title in SECTION_IDS]
+    if run.tune is not None:  # a search: right after the findings
+        sections.insert(1, ("tuning", "Hyperparameter search", tuning_section(run.tune)))
+    return sections
