@@ -226,22 +226,26 @@ def reliability_figure(panels: Sequence[ReliabilityPanel]) -> Figure:
     cols = len(panels) if len(panels) <= 5 else 4
     fig, slots = _canvas(len(panels), cols=cols, width=2.2, height=2.9, top=0.55, gap_w=0.45,
                          gap_h=0.95)
-    for slot, panel in zip(slots, panels, strict=True):
+    for i, (slot, panel) in enumerate(zip(slots, panels, strict=True)):
         top, bottom = _reliability_axes(fig, slot)
         top.plot([0, 1], [0, 1], color="black", linewidth=0.7, linestyle=":")
         _draw_reliability(top, panel.before, "before T", "#d62728")
         if panel.after is not None:
             _draw_reliability(top, panel.after, "after T", "#1f77b4")
-        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+        top.set(xlim=(0, 1), ylim=(0, 1))
         top.set_title(f"{panel.title}\n{panel.subtitle}", loc="left", fontsize=8)
-        top.legend(loc="upper left")
+        if i % cols == 0:  # small multiples: labels and legend on the first column only
+            top.set_ylabel("accuracy")
+            bottom.set_ylabel("rows")
+        if i == 0:
+            top.legend(loc="upper left")
         lower = np.array(panel.before["bin_lower"])
         upper = np.array(panel.before["bin_upper"])
         count = np.array(panel.before["count"])
         colors = np.where(count >= MIN_BIN_ROWS, "#7f9fbf", "#d0d0d0")
         bottom.bar(lower, count, width=upper - lower, align="edge", color=colors,
                    edgecolor="white", linewidth=0.5)
-        bottom.set(xlim=(0, 1), xlabel="confidence", ylabel="rows")
+        bottom.set(xlim=(0, 1), xlabel="confidence")
         bottom.set_yticks([0, int(count.max())] if len(count) else [0])
         bottom.grid(False)
     return fig
