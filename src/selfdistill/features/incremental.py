@@ -13,8 +13,10 @@ One update costs a few dozen NumPy calls on arrays of ``warmup`` values (tens of
 microseconds), whatever the length of the history, and memory does not grow.
 
 Example:
-    >>> feats = IncrementalFeatures(FeaturesConfig(volume="on"))  # doctest: +SKIP
-    >>> row = feats.update(open_, high, low, close, volume)      # (F,) in feats.names order
+    >>> feats = IncrementalFeatures(FeaturesConfig(volume="on"))
+    >>> row = feats.update(100.0, 101.0, 99.5, 100.5, 12.0)  # open, high, low, close, volume
+    >>> row.shape == (len(feats.names),)  # (F,) in feats.names order; NaN until warmed up
+    True
 """
 
 from __future__ import annotations

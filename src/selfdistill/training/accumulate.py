@@ -32,7 +32,7 @@ def micro_batches(n: int, k: int) -> list[slice]:
     """``min(k, n)`` contiguous slices covering ``range(n)``, sizes differing by at most 1.
 
     >>> micro_batches(10, 3)
-    [slice(0, 4, None), slice(4, 7, None), slice(7, 10, None)]
+    [slice(0, 3, None), slice(3, 7, None), slice(7, 10, None)]
     """
     if n < 1 or k < 1:
         raise ValueError(f"need n >= 1 rows and k >= 1 micro-batches, got n={n}, k={k}")
