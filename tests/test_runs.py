@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,11 @@ def test_compare_usage_and_data_errors(runs: Path, tmp_path: Path,
     assert "is not a run directory" in capsys.readouterr().err
     assert main(["runs", "list", str(tmp_path / "missing")]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_the_cli_starts_without_ray_optuna_or_mlflow() -> None:
+    code = ("import sys, selfdistill.cli\n"
+            "print(sorted(m for m in ('ray', 'optuna', 'mlflow', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == "[]"

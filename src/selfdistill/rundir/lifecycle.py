@@ -8,8 +8,10 @@ directory that says so, and the readers (:func:`selfdistill.rundir.read.read_met
 hence ``selfdistill report``) warn about it.
 
 :func:`run_directory` wraps a run: when it fails before any result was written and
-it created the directory, the directory is removed (nothing in it can be used: runs
-do not resume); otherwise the directory is kept and marked. Either way the error
+it created the directory, the directory is removed (nothing in it can be used), unless
+it holds finished cells (:mod:`selfdistill.rundir.cellcache`) and the disk did not fail:
+then it is kept, and ``selfdistill run --resume`` redoes only the other cells; otherwise
+the directory is kept and marked. Either way the error
 says what was kept: a :class:`~selfdistill.errors.SelfDistillError`'s message gets
 "; removed ..." / "; kept ..." appended, and any other exception (``KeyboardInterrupt``
 included) carries the same text as a note (``exc.__notes__``).
@@ -86,7 +88,8 @@ def run_directory(out: str | Path | None, cfg: RunConfig, *, overwrite: bool = F
 
 def _settle(run_dir: Path, *, created: bool, exc: BaseException) -> str:
     """Remove or mark the directory of a failed run; return what was kept, in words."""
-    cells = any((run_dir / CELLS_DIR).glob("*/DONE"))  # finished cells: the run can resume
+    # finished cells make the run resumable, unless the disk failed (then free the space)
+    cells = not isinstance(exc, OSError) and any((run_dir / CELLS_DIR).glob("*/DONE"))
     if created and not (run_dir / METRICS_FILE).exists() and not cells:
         shutil.rmtree(run_dir, ignore_errors=True)
         if not run_dir.exists():
