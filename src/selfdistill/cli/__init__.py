@@ -54,9 +54,9 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import configfile, data, predict, pretrain, report, run, runs, tune
+    from selfdistill.cli import configfile, data, predict, pretrain, report, run, runs, study, tune
 
-    for module in (configfile, data, predict, pretrain, report, run, runs, tune):
+    for module in (configfile, data, predict, pretrain, report, run, runs, study, tune):
         module.register(app)
 
 

@@ -8,12 +8,13 @@ the result is validated with the rest of the file by :func:`selfdistill.config.p
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from selfdistill.config.yamlsafe import load_yaml
 from selfdistill.errors import ConfigError
 
-__all__ = ["apply_overrides"]
+__all__ = ["apply_overrides", "set_key"]
 
 
 def _short(item: str) -> str:
@@ -35,18 +36,24 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_key(raw: dict[str, Any], path: Sequence[str], value: Any, *, source: str) -> None:
+    """Set the dotted ``path`` of a raw config dict to ``value`` in place (sections made
+    as needed); ``source`` names the setting in the error (``--set 'a.b=1'``)."""
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{_short(part)}' is not a section")
+        node = child
+    node[path[-1]] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
     out = copy.deepcopy(raw)
     for item in overrides:
         path, value = _parse_override(item)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set '{_short(item)}': '{_short(part)}' is not a section")
-            node = child
-        node[path[-1]] = value
+        set_key(out, path, value, source=f"--set '{_short(item)}'")
     return out
