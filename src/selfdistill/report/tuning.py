@@ -46,7 +46,7 @@ def tuning_section(tune: dict[str, Any]) -> str:
     parts = [f'<p class="banner">{html.escape(str(tune.get("warning", "")))}</p>',
              note(f"Study '{study.get('name')}' ({study.get('storage')}): "
                   f"{study.get('direction')} validation {study.get('metric')} of "
-                  f"{study.get('method')}, {study.get('pruning')} pruning; on "
+                  f"{study.get('method')}, pruning: {study.get('pruning')}; on "
                   f"{dev.get('rows')} development rows ({dev.get('folds')} folds) before the "
                   f"first test bar {dev.get('first_test_bar')}."),
              table(["best trial", f"validation {study.get('metric')}",
@@ -56,7 +56,8 @@ def tuning_section(tune: dict[str, Any]) -> str:
     found = tune.get("importances") or {}
     if found:
         parts.append(table(["parameter", "importance (fANOVA share of the variance)"],
-                           [[k, f"{v:.3f}"] for k, v in found.items()]))
+                           [[k, f"{v:.3f}"] for k, v in
+                            sorted(found.items(), key=lambda kv: -kv[1])]))
     else:
         parts.append(note(f"No parameter importances: {tune.get('importances_note')}."))
     rows = [[str(t["number"]), str(t["state"]), _number(t.get("value")),
