@@ -23,6 +23,10 @@ from selfdistill.config import dump_config, load_config, parse_config
 HEAVY = ("torch", "pandas", "sklearn", "matplotlib", "scipy", "pyarrow", "lightgbm")
 
 
+#: The old parser hung for minutes on these inputs; speed is measured in
+#: benchmarks/bench_startup.py, so this bound only catches a hang, on any machine load.
+HANG_SECONDS = 30.0
+
 def run_fresh(code: str) -> str:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
@@ -105,7 +109,7 @@ def test_hostile_configs_exit_2_with_one_line(tmp_path: Path, content: bytes, fr
     path.write_bytes(content)
     start = time.perf_counter()
     assert main(["run", str(path)]) == 2
-    assert time.perf_counter() - start < 3.0  # well under 1 s on an idle machine
+    assert time.perf_counter() - start < HANG_SECONDS  # a hang detector, not a speed target
     assert fragment in one_error_line(capsys.readouterr().err)
 
 

@@ -16,6 +16,9 @@ from selfdistill.config.intervals import INTERVAL_ALIASES, canonical_interval
 from selfdistill.config.yamlsafe import MAX_DEPTH, MAX_VALUES, load_yaml
 from selfdistill.errors import ConfigError
 
+#: The old parser hung for minutes on these inputs; speed is measured in
+#: benchmarks/bench_startup.py, so this bound only catches a hang, on any machine load.
+HANG_SECONDS = 30.0
 
 def laughs(levels: int = 9, *, inline: bool = False) -> str:
     """The 'billion laughs': each level repeats the previous one 9 times (9**levels)."""
@@ -43,7 +46,7 @@ def test_billion_laughs_file_is_refused_at_once(tmp_path: Path) -> None:
     assert len(path.read_bytes()) < 400
     start = time.perf_counter()
     message = config_error(path)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < HANG_SECONDS  # a hang detector, not a speed target
     assert f"more than {MAX_VALUES:,} values" in message
 
 
@@ -54,7 +57,7 @@ def test_laughs_inside_a_real_field_and_through_set(tmp_path: Path) -> None:
     assert "expands to more than" in config_error(path)
     assert "expands to more than" in config_error(
         None, [f"born_again.alpha={laughs(inline=True)}"])
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG_SECONDS  # a hang detector, not a speed target
 
 
 def test_moderate_expansion_is_refused_with_a_short_message(tmp_path: Path) -> None:
@@ -133,7 +136,7 @@ def test_deep_nesting_is_a_config_error(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     start = time.perf_counter()
     assert f"nests deeper than {MAX_DEPTH} levels" in config_error(path)
-    assert time.perf_counter() - start < 3.0  # ~0.3 s on an idle machine (PyYAML's scanner)
+    assert time.perf_counter() - start < HANG_SECONDS  # a hang detector, not a speed target
 
 
 def test_deep_nesting_from_python_is_a_config_error() -> None:
