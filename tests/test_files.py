@@ -169,6 +169,17 @@ def test_no_timestamp_column(tmp_path: Path) -> None:
         load_csv(write_csv(tmp_path / "x.csv", dict(ohlcv_rows())))
 
 
+def test_an_index_written_by_pandas_under_an_empty_header_is_the_time(tmp_path: Path) -> None:
+    """DataFrame.to_csv writes a DatetimeIndex as an unnamed first column (backtesting.py's
+    test candles look like this); a numbered index (0, 1, 2) is never read as epoch times."""
+    frame = pd.DataFrame(dict(ohlcv_rows()), index=pd.DatetimeIndex(HOURS).tz_localize(None))
+    frame.to_csv(tmp_path / "dated.csv")
+    assert list(load_csv(tmp_path / "dated.csv").index) == list(pd.DatetimeIndex(HOURS))
+    frame.reset_index(drop=True).to_csv(tmp_path / "numbered.csv")
+    with pytest.raises(DataError, match="no timestamp column"):
+        load_csv(tmp_path / "numbered.csv")
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     (b"", "the file is empty"),
     (b"   \n\n", "the file is empty"),

@@ -34,6 +34,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 #: Used as ``close`` only when the table has no close column.
 _ADJ_CLOSE = ("adj_close", "adjclose", "adjusted_close")
+#: pandas' name for a CSV's first column with an empty header (an index it wrote)
+_PANDAS_INDEX = re.compile(r"(Unnamed: 0)?")
 #: Timestamp spellings, in order of preference when several are present.
 TIMESTAMP_ALIASES: tuple[str, ...] = (
     "open_time", "opentime", "start", "starttime", "start_time", "timestamp",
@@ -96,7 +98,7 @@ def normalise_columns(df: pd.DataFrame, *, source: str = "candles", copy: bool =
         values: pd.Series | pd.Index = out.index
         name = "index" if isinstance(out.index, pd.DatetimeIndex) else str(out.index.name)
     else:
-        col = _timestamp_column(out.columns, source)
+        col = _timestamp_column(out, source)
         values, name = out[col], str(col)
         out = out.drop(columns=[col])
     index, fmt = _parse(values, name=name, source=source, time_format=time_format, hint=hint)
@@ -127,13 +129,18 @@ def _rename_map(columns: pd.Index, source: str) -> dict[object, str]:
     return mapping
 
 
-def _timestamp_column(columns: pd.Index, source: str) -> object:
+def _timestamp_column(frame: pd.DataFrame, source: str) -> object:
+    columns = frame.columns
     by_key: dict[str, object] = {}
     for col in columns:
         by_key.setdefault(_key(col), col)
     for alias in TIMESTAMP_ALIASES:
         if alias in by_key:
             return by_key[alias]
+    first = columns[0] if len(columns) else None
+    if first is not None and _PANDAS_INDEX.fullmatch(str(first)) \
+            and not pd.api.types.is_numeric_dtype(frame[first].dtype):
+        return first  # DataFrame.to_csv wrote its datetime index under an empty header
     raise DataError(
         f"{source}: no timestamp column (found: {', '.join(map(str, columns)) or 'none'}); "
         f"name one of {', '.join(TIMESTAMP_ALIASES)} (any case), or use a datetime index"
