@@ -82,7 +82,8 @@ def test_a_clear_win_is_a_yes_with_its_numbers() -> None:
     assert block["best_alternative"] == "logistic"
     first = block["questions"][0]
     assert "born_again_selected vs baseline: accuracy +0.1" in first["why"]
-    assert "p_adj" in first["why"]
+    assert "95% CI [" in first["why"]
+    assert ", adjusted " in first["why"]
     assert "beats its own hard-label model" in block["overall"]
     assert "supports preferring it" in block["overall"]
     trading = next(q for q in block["questions"] if q["id"] == "trading")

@@ -44,15 +44,18 @@ def _num(value: float | None) -> str:
 
 
 def describe(row: dict[str, Any]) -> str:
-    """``born_again_selected vs baseline: accuracy +0.0030 [-0.0040, +0.0100], p_adj 0.41``."""
+    """``born_again_selected vs baseline: accuracy +0.0300, 95% CI [+0.0040, +0.0560],
+    p 0.024, adjusted 0.07``: the interval goes with the raw p-value, the verdict with the
+    adjusted one, so both are shown."""
     who = row["method"] if row["candidate"] == "-" else f"{row['method']} {row['candidate']}"
     ref = row["reference_method"]
     head = f"{who} vs {ref}: {row['metric']} {_num(row['mean_diff'])}"
     if row["reason"]:
         return f"{head} (not testable: {row['reason']})"
-    p = row["p_adjusted"]
-    p_text = f"p_adj {p:.3g}" if p is not None else "p n/a"
-    return f"{head} [{_num(row['ci_low'])}, {_num(row['ci_high'])}], {p_text}"
+    raw, adjusted = row["p_value"], row["p_adjusted"]
+    p_text = "p n/a" if raw is None or adjusted is None else \
+        f"p {raw:.2g}, adjusted {adjusted:.2g}"
+    return f"{head}, 95% CI [{_num(row['ci_low'])}, {_num(row['ci_high'])}], {p_text}"
 
 
 def _combine(words: Sequence[str], reasons: Sequence[str]) -> str:
