@@ -23,7 +23,8 @@ from selfdistill.study.figures import gains_figure, levels_figure, members_figur
 from selfdistill.study.layout import STUDY_HTML, STUDY_MD
 from selfdistill.study.results import BETTER, NO_DIFFERENCE, NOT_TESTABLE, WORSE
 
-__all__ = ["markdown_page", "study_html", "write_study_pages"]
+__all__ = ["gain_rows", "level_rows", "map_rows", "markdown_page", "member_rows",
+           "pivot_rows", "study_html", "write_study_pages"]
 
 _SHORT = {BETTER: "better", WORSE: "worse", NO_DIFFERENCE: "n.s.", NOT_TESTABLE: "n/t"}
 _ROLES = (("hard_label", "vs hard-label model"), ("best_alternative",
@@ -88,6 +89,34 @@ def map_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                                                         (BETTER, WORSE, NO_DIFFERENCE,
                                                          NOT_TESTABLE)))
         rows.append(cells)
+    return header, rows
+
+
+def pivot_rows(payload: dict[str, Any], role: str, metric: str | None = None
+               ) -> tuple[list[str], list[list[str]]]:
+    """One row per point, one column per method: the gain, marked where significant.
+
+    ``+0.012 (+)``: better after the study-wide adjustment; ``(-)``: worse; no mark: not
+    significant; ``n/t``: not testable.
+    """
+    metric = metric or payload["primary_metric"]
+    axes = payload["axes"]
+    methods = list(dict.fromkeys(r["method"] for p in payload["points"]
+                                 for r in p["comparisons"] if r["role"] == role))
+    header = ["point", *[a.rsplit(".", 1)[-1] for a in axes], *methods]
+    rows = []
+    for p in payload["points"]:
+        cells = []
+        for method in methods:
+            row = _row_for(p, method, role, metric)
+            if row is None or row["mean_diff"] is None:
+                cells.append("-")
+                continue
+            study = row.get("verdict_study") if metric == payload["primary_metric"] \
+                else row.get("verdict")
+            mark = {BETTER: " (+)", WORSE: " (-)"}.get(study or "", "")
+            cells.append("n/t" if row["reason"] else f"{row['mean_diff']:+.3f}{mark}")
+        rows.append([p["name"], *[_setting(p["settings"].get(a)) for a in axes], *cells])
     return header, rows
 
 
@@ -198,8 +227,18 @@ def markdown_page(payload: dict[str, Any]) -> str:
     """study.md: the map, gains, metrics, members and findings as Markdown tables."""
     lines = [f"# selfdistill study: {payload['name']}", "", *_intro(payload), "",
              "## Where each method helps (study-wide verdicts, points)", "",
-             markdown_table(*map_rows(payload)), "", "## Gains per point", "",
-             markdown_table(*gain_rows(payload)), ""]
+             markdown_table(*map_rows(payload)), ""]
+    primary = payload["primary_metric"]
+    for role, title in _ROLES:
+        header, rows = pivot_rows(payload, role)
+        if rows and len(header) > 1 + len(payload["axes"]):
+            lines += [f"### Gain in test {primary} {title} ((+) / (-): significant after "
+                      "the study-wide adjustment)", "", markdown_table(header, rows), ""]
+    header, rows = pivot_rows(payload, "hard_label", "accuracy_true")
+    if any(cell != "-" for row in rows for cell in row[1 + len(payload["axes"]):]):
+        lines += ["### Gain in test accuracy against the true regimes vs hard-label model "
+                  "((+) / (-): significant in the run)", "", markdown_table(header, rows), ""]
+    lines += ["## Gains per point", "", markdown_table(*gain_rows(payload)), ""]
     if any(r["metric"] == "accuracy_true" for p in payload["points"] for r in p["comparisons"]):
         lines += ["### Against the true regimes (synthetic market)", "",
                   markdown_table(*gain_rows(payload, "accuracy_true")), ""]
@@ -229,7 +268,18 @@ def study_html(payload: dict[str, Any]) -> str:
     name = html.escape(str(payload["name"]))
     intro = "".join(f"<p class=\"note\">{html.escape(t.replace('`', ''))}</p>"
                     for t in _intro(payload))
-    sections = [("map", "Where each method helps", _html_table(*map_rows(payload)))]
+    pivots = "".join(f"<h3>Gain in test {html.escape(payload['primary_metric'])} "
+                     f"{html.escape(title)}</h3>" + _html_table(*pivot_rows(payload, role))
+                     for role, title in _ROLES)
+    header, rows = pivot_rows(payload, "hard_label", "accuracy_true")
+    if any(cell != "-" for row in rows for cell in row[1 + len(payload["axes"]):]):
+        pivots += ("<h3>Gain in test accuracy against the true regimes vs hard-label model "
+                   "((+) / (-): significant in the run)</h3>" + _html_table(header, rows))
+    sections = [("map", "Where each method helps",
+                 _html_table(*map_rows(payload)) + note(
+                     "Points where the method is better / worse / not significantly "
+                     "different / not testable, after the study-wide adjustment. In the "
+                     "tables below, (+) and (-) mark those verdicts.") + pivots)]
     gains = "".join(_figure_html(gains_figure(payload, role), f"gain {title}")
                     for role, title in _ROLES)
     sections.append(("gains", "Gains per point", gains + _html_table(*gain_rows(payload))))
