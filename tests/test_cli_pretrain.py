@@ -51,9 +51,13 @@ def test_pretrain_writes_checkpoint_history_and_comparison(
     for key in ("loss", "embedding_std", "effective_rank", "teacher_entropy", "loss_at_uniform"):
         assert key in history[0]
     comparison = json.loads((out / "comparison.json").read_text())
-    assert len(comparison["records"]) == 8  # 2 fractions x 4 arms
+    # 2 fractions x (probe_random, scratch, and a probe and a fine-tune of each of 2 encoders)
+    assert len(comparison["records"]) == 12
     assert {r["arm"] for r in comparison["table"]} == {
         "probe_pretrained", "probe_random", "finetune_pretrained", "scratch"}
+    assert {r["pretrained"] for r in comparison["table"]} == {None, "byol/student",
+                                                               "byol/teacher"}
+    assert comparison["downstream"] == ["byol/student"]  # BYOL keeps the online encoder
     assert all("test_accuracy_true" in r for r in comparison["records"])  # synthetic truth
     printed = capsys.readouterr()
     assert "does EMA-teacher pretraining help?" in printed.out
@@ -63,6 +67,33 @@ def test_pretrain_writes_checkpoint_history_and_comparison(
     assert spec["window"] == 8
     encoder = load_pretrained_encoder(out)
     assert encoder(torch.zeros(2, spec["n_features"], 8)).shape == (2, 8)
+
+
+def test_every_objective_is_compared_with_valid_verdicts(
+        small_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "all"
+    assert main(["pretrain", str(small_config), "--out", str(out), "--set",
+                 "ema_teacher.compare_objectives=[masked, contrastive, clustering]", "--set",
+                 "ema_teacher.compare_encoders=downstream", "--set",
+                 "ema_teacher.label_fractions=[0.05, 0.2, 1.0]", "--set",
+                 "ema_teacher.epochs=1"]) == 0
+    for name in ("masked", "contrastive", "clustering"):
+        assert (out / f"objective-{name}" / "pretrain.json").is_file()
+    table = json.loads((out / "comparison.json").read_text())["table"]
+    encoders = {r["pretrained"] for r in table} - {None}
+    assert encoders == {f"{o}/{w}" for o in ("byol", "masked", "contrastive", "clustering")
+                        for w in ("student", "teacher")}
+    for fraction in (0.05, 0.2, 1.0):
+        rows = [r for r in table if r["fraction"] == fraction]
+        assert {r["arm"] for r in rows if r["pretrained"] is None} == {"probe_random", "scratch"}
+        finetuned = {r["pretrained"] for r in rows if r["arm"] == "finetune_pretrained"}
+        assert finetuned == {f"{o}/student" for o in ("byol", "masked", "contrastive",
+                                                      "clustering")}
+    verdicts = {r["verdict"] for r in table if "versus" in r}
+    assert verdicts <= {"better", "worse", "no significant difference", "not testable"}
+    assert all(r["p_adjusted"] >= r["p_value"] for r in table if r.get("p_value") is not None)
+    printed = capsys.readouterr().out
+    assert "clustering/student *" in printed  # the encoder kept downstream is marked
 
 
 def test_rerun_resumes_instead_of_starting_over(small_config: Path, tmp_path: Path) -> None:
@@ -109,11 +140,14 @@ def _cli(*args: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("objective", ["consistency", "masked", "contrastive", "clustering"])
 def test_killed_process_resumes_to_the_uninterrupted_result(small_config: Path,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path,
+                                                            objective: str) -> None:
     cfg = yaml.safe_load(small_config.read_text())
     epochs = 40  # long enough that the kill lands mid-run even on a fast machine
     cfg["ema_teacher"]["epochs"] = epochs
+    cfg["ema_teacher"]["objective"] = objective
     small_config.write_text(yaml.safe_dump(cfg))
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -134,7 +168,7 @@ def test_killed_process_resumes_to_the_uninterrupted_result(small_config: Path,
     a = load_file(str(whole / f"pretrain-e{epochs}.safetensors"))
     b = load_file(str(killed / f"pretrain-e{epochs}.safetensors"))
     for key in a:
-        if key.startswith(("student.", "teacher.", "dino.")):
+        if key.startswith(("student.", "teacher.", "dino.", "online.", "queue.")):
             assert torch.equal(a[key], b[key]), key
 
 

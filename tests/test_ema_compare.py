@@ -104,3 +104,22 @@ def test_summary_with_one_seed_tests_the_bars_and_tiny_differences_are_not_verdi
             rec["test_correct"][0] = 1 - rec["test_correct"][0]  # differ on one bar only
     probe = next(r for r in summarise(tiny) if r["arm"] == "probe_pretrained")
     assert probe["verdict"] == "no significant difference"
+
+
+def test_several_encoders_share_the_reference_arms_and_fine_tune_only_those_asked() -> None:
+    cfg = parse_config({"model": {"kind": "cnn", "hidden": [8], "window": 6, "dropout": 0.0},
+                        "training": {"epochs": 2, "batch_size": 64, "patience": 1,
+                                     "lr": 0.01}})
+    torch.manual_seed(0)
+    encoders = {"a/student": TCNEncoder(3, [8]), "a/teacher": TCNEncoder(3, [8])}
+    records = compare_arms(_data(), encoders, cfg, seed=0, fractions=[0.2, 1.0],
+                           finetune={"a/student"})
+    cells = [(r["fraction"], r["arm"], r["pretrained"]) for r in records]
+    assert cells == [(f, arm, name) for f in (0.2, 1.0) for arm, name in (
+        ("probe_pretrained", "a/student"), ("probe_pretrained", "a/teacher"),
+        ("probe_random", None), ("finetune_pretrained", "a/student"), ("scratch", None))]
+    table = summarise(records)
+    probes = [r for r in table if r["arm"] == "probe_pretrained"]
+    assert {r["pretrained"] for r in probes} == {"a/student", "a/teacher"}
+    assert all(r["versus"] == "probe_random" and "verdict" in r for r in probes)
+    assert len([r for r in table if r["arm"] == "scratch"]) == 2  # one per fraction

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:  # the heavy imports wait for the command to run (fast --help)
     from selfdistill.methods.base import TrainData
 
 __all__ = ["register"]
+
+#: torch threads while pretraining and comparing: the window encoders are small, and
+#: intra-op threads cost more than they save; on a shared machine two threads of one
+#: process waiting on each other made a step 20-40x slower (benchmarks/bench_ema_pretrain.py)
+PRETRAIN_THREADS = 1
 
 
 class _PretrainProgress(ProgressCallback):
@@ -86,16 +92,20 @@ def _verdict(row: dict[str, Any]) -> str:
 
 
 def comparison_table(table: list[dict[str, Any]], records: list[dict[str, Any]],
-                     title: str) -> Table:
-    """One row per (label fraction, arm): test accuracy with interval and paired difference."""
+                     title: str, downstream: Collection[str] = ()) -> Table:
+    """One row per (label fraction, arm, encoder): test accuracy, interval, paired difference."""
     out = Table(title=title, header_style="bold")
-    for name in ("labels", "arm", "n", "test acc", "vs", "difference", "p (adj.)", "verdict",
-                 "test acc vs truth"):
-        out.add_column(name, justify="left" if name in ("arm", "vs", "verdict") else "right")
+    for name in ("labels", "arm", "encoder", "n", "test acc", "vs", "difference", "p (adj.)",
+                 "verdict", "test acc vs truth"):
+        out.add_column(name, justify="left" if name in ("arm", "encoder", "vs", "verdict")
+                       else "right")
     for row in table:
-        cells = [r for r in records if r["fraction"] == row["fraction"] and r["arm"] == row["arm"]]
+        cells = [r for r in records if r["fraction"] == row["fraction"] and r["arm"] == row["arm"]
+                 and r.get("pretrained") == row.get("pretrained")]
         truth = [r["test_accuracy_true"] for r in cells if "test_accuracy_true" in r]
-        out.add_row(f"{row['fraction']:.0%}", row["arm"], str(cells[0]["n_labels"]),
+        encoder = row.get("pretrained") or ""
+        out.add_row(f"{row['fraction']:.0%}", row["arm"],
+                    encoder + (" *" if encoder in downstream else ""), str(cells[0]["n_labels"]),
                     _fmt(row["mean"]) + _interval(row["ci_low"], row["ci_high"]),
                     row.get("versus", ""),
                     _fmt(row.get("diff")) + _interval(row.get("diff_low"), row.get("diff_high")),
@@ -103,8 +113,9 @@ def comparison_table(table: list[dict[str, Any]], records: list[dict[str, Any]],
                     _fmt(sum(truth) / len(truth) if truth else None))
     out.caption = ("test accuracy [95% interval] from per-bar tests on the test period (seeds "
                    "averaged per bar, their spread counted as training noise); verdicts from "
-                   "Holm-adjusted p-values; models chosen on validation rows, test rows scored "
-                   "once")
+                   "p-values adjusted as one family; models chosen on validation rows, test rows "
+                   "scored once; encoder: objective / student (online) or teacher (EMA), * the "
+                   "one ema_teacher.encoder keeps for downstream use")
     return out
 
 
@@ -116,33 +127,83 @@ def _seed_dir(out: Path, index: int, seed: int) -> Path:
     return out if index == 0 else out / f"seed-{seed}"
 
 
+def _variants(cfg: RunConfig) -> list[RunConfig]:
+    """``cfg`` itself, then one config per other objective in ``compare_objectives``."""
+    out = [cfg]
+    for objective in cfg.ema_teacher.compare_objectives:
+        if all(v.ema_teacher.objective != objective for v in out):
+            e = cfg.ema_teacher.model_copy(update={"objective": dict(objective)})
+            out.append(cfg.model_copy(update={"ema_teacher": e}))
+    return out
+
+
+def _variant_dir(seed_dir: Path, index: int, name: str) -> Path:
+    return seed_dir if index == 0 else seed_dir / f"objective-{name}"
+
+
+def _pretrain_variants(cfg: RunConfig, data: TrainData, *, seed_dir: Path, seed: int,
+                       fresh: bool, callbacks: list[Any]
+                       ) -> tuple[dict[str, Any], list[bool], set[str]]:
+    """Pretrain every objective for one seed: encoders by name, collapse flags, defaults."""
+    from selfdistill.methods.ema_teacher.pretraining import objective_name, pretrain
+
+    encoders: dict[str, Any] = {}
+    collapsed, defaults = [], set()
+    for i, vcfg in enumerate(_variants(cfg)):
+        name = objective_name(vcfg.ema_teacher)
+        result = pretrain(data, vcfg, seed=seed, out_dir=_variant_dir(seed_dir, i, name),
+                          resume=not fresh, callbacks=callbacks)
+        collapsed.append(result.collapsed)
+        for which in ("student", "teacher"):
+            encoders[f"{name}/{which}"] = result.encoder(which)
+        defaults.add(f"{name}/{vcfg.ema_teacher.downstream_encoder()}")
+    return encoders, collapsed, defaults
+
+
 def run_pretrain(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> dict[str, Any]:
-    """Pretrain (and compare) for every evaluation seed; write everything into ``out``."""
-    from selfdistill.evaluation.pretrain_compare import compare_arms, summarise
-    from selfdistill.methods.ema_teacher.pretraining import pretrain
+    """Pretrain every objective (and compare) for every evaluation seed; write into ``out``.
+
+    Runs on :data:`PRETRAIN_THREADS` torch threads (restored afterwards).
+    """
     from selfdistill.nn.encoders import ENCODER_KINDS
 
     if cfg.model.kind not in ENCODER_KINDS:
         raise ConfigError(f"pretraining needs a window encoder: model.kind must be one of "
                           f"{', '.join(ENCODER_KINDS)}, got '{cfg.model.kind}'")
+    import torch
+
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(PRETRAIN_THREADS)
+    try:
+        return _run(cfg, out, fresh=fresh, compare=compare)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: RunConfig, out: Path, *, fresh: bool, compare: bool) -> dict[str, Any]:
+    from selfdistill.evaluation.pretrain_compare import compare_arms, summarise
+
     data, cdata = _prepare(cfg)
     records: list[dict[str, Any]] = []
-    collapsed = []
+    collapsed: list[bool] = []
+    defaults: set[str] = set()
     with ProgressCallback.make_progress() as progress:
         callbacks = [_PretrainProgress(progress)]
         for i in range(cfg.evaluation.seeds):
             seed = cfg.seed + i
-            result = pretrain(data, cfg, seed=seed, out_dir=_seed_dir(out, i, seed),
-                              resume=not fresh, callbacks=callbacks)
-            collapsed.append(result.collapsed)
+            encoders, flags, defaults = _pretrain_variants(
+                cfg, data, seed_dir=_seed_dir(out, i, seed), seed=seed, fresh=fresh,
+                callbacks=callbacks)
+            collapsed += flags
             if compare:
-                encoder = result.encoder(cfg.ema_teacher.downstream_encoder())
-                records += compare_arms(cdata, encoder, cfg, seed=seed,
+                finetune = None if cfg.ema_teacher.compare_encoders == "both" else defaults
+                records += compare_arms(cdata, encoders, cfg, seed=seed,
                                         fractions=cfg.ema_teacher.label_fractions,
-                                        callbacks=callbacks)
-    summary: dict[str, Any] = {"collapsed": collapsed, "records": records}
+                                        callbacks=callbacks, finetune=finetune)
+    summary: dict[str, Any] = {"collapsed": collapsed, "records": records,
+                               "downstream": sorted(defaults)}
     if compare:
         summary["table"] = summarise(records, adjust=cfg.evaluation.adjust)
         _write_json(out / "comparison.json", summary)
@@ -172,7 +233,8 @@ def register(app: typer.Typer) -> None:
         summary = run_pretrain(cfg, out_dir, fresh=fresh, compare=compare)
         if compare:
             stdout.print(comparison_table(summary["table"], summary["records"],
-                                          f"{cfg.name}: does EMA-teacher pretraining help?"))
+                                          f"{cfg.name}: does EMA-teacher pretraining help?",
+                                          summary["downstream"]))
         if any(summary["collapsed"]):
             console.print("[red]warning:[/red] pretraining shows signs of collapse; "
                           f"see {out_dir / 'history.json'}")

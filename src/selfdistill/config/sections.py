@@ -352,6 +352,9 @@ class EmaTeacherConfig(Section):
     objective: ObjectiveWeights = Field(default_factory=_consistency_only)
     #: objectives `selfdistill pretrain` compares (besides ``objective``); [] = objective only
     compare_objectives: list[ObjectiveWeights] = Field(default_factory=list)
+    #: both: probe and fine-tune the student and the teacher encoder of each objective;
+    #: downstream: probe both, fine-tune only the one ``encoder`` picks (cheaper)
+    compare_encoders: Literal["both", "downstream"] = "both"
     mask_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3  # masked: bars masked per window
     masked_loss: Literal["l2", "smooth_l1"] = "l2"
     queue_size: PositiveInt = 1024  # contrastive: negatives kept from earlier batches

@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 #: ema_teacher keys a resume may change: they only matter after pretraining, or change
 #: nothing but memory and speed (accumulation equals the whole batch to float rounding)
 _RESUMABLE_KEYS = {"checkpoint", "encoder", "label_fractions", "compare_objectives",
-                   "accumulation_steps", "activation_checkpointing"}
+                   "compare_encoders", "accumulation_steps", "activation_checkpointing"}
 
 
 @dataclass
