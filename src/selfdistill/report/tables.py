@@ -56,12 +56,23 @@ def _interval(agg: Any) -> str:
     return f"{_fmt(agg['mean'])} [{_fmt(agg['ci_low'])}, {_fmt(agg['ci_high'])}]"
 
 
+#: Order of the signs in a verdict cell.
+_VERDICT_ORDER = ("accuracy", "nll", "brier", "sharpe", "accuracy_true")
+
+
+def _verdict_metrics(comparisons: Sequence[dict[str, Any]]) -> list[str]:
+    present = {c["metric"] for c in comparisons}
+    return [m for m in _VERDICT_ORDER if m in present]
+
+
 def _verdicts(comparisons: Sequence[dict[str, Any]], method: str, member: str,
               kind: str) -> str:
-    parts = [f"{_SHORT.get(c['metric'], c['metric'])} {_SIGN.get(c['verdict'], '?')}"
-             for c in comparisons
-             if c["kind"] == kind and c["method"] == method and c["candidate"] == member]
-    return ", ".join(parts) or "-"
+    """One sign per metric in :func:`_verdict_metrics` order ('.' where not compared)."""
+    got = {c["metric"]: _SIGN.get(c["verdict"], "?") for c in comparisons
+           if c["kind"] == kind and c["method"] == method and c["candidate"] == member}
+    if not got:
+        return "-"
+    return " ".join(got.get(m, ".") for m in _verdict_metrics(comparisons))
 
 
 def _headline_kinds(metrics: dict[str, Any]) -> list[str]:
@@ -80,8 +91,9 @@ def headline_rows(metrics: dict[str, Any], *, split: str = "test") -> tuple[list
     used = [(m, t) for m, t in HEADLINE_METRICS if any(m in r for r in aggs)]
     comparisons = metrics.get("comparisons", [])
     kinds = _headline_kinds(metrics)
-    header = ["method", "member", "cells", *(t for _, t in used), *(k.replace("_", " ")
-                                                                    for k in kinds)]
+    order = " ".join(_SHORT.get(m, m) for m in _verdict_metrics(comparisons))
+    header = ["method", "member", "cells", *(t for _, t in used),
+              *(f"{k.replace('_', ' ')} ({order})" for k in kinds)]
     models = [r for r in aggs if r["method"] not in BASELINE_ROWS]
     baselines = [r for r in aggs if r["method"] in BASELINE_ROWS]
     rows = []
