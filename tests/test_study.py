@@ -127,6 +127,10 @@ def test_study_writes_its_directory_and_resume_skips_finished_points(
     assert main(["study", str(changed), "--out", str(out), "--resume"]) == 2
     assert "was run with another config (training.epochs: 2 then, 3 now)" in \
         capsys.readouterr().err
+    faster = _write_study(tmp_path / "faster.yaml", report=False,  # same results, kept
+                          evaluation={**TINY_BASE["evaluation"], "workers": 2})
+    assert main(["study", str(faster), "--out", str(out), "--resume"]) == 0
+    assert "study: 0 point(s) run, 2 kept" in capsys.readouterr().out
     assert _mtimes(out) == before
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from selfdistill.atomic import atomic_write_text
 from selfdistill.report.figures import to_data_uri
-from selfdistill.report.markup import Raw, note, table
+from selfdistill.report.markup import note, table
 from selfdistill.report.style import CSS
 from selfdistill.study.figures import gains_figure, levels_figure, members_figure
 from selfdistill.study.layout import STUDY_HTML, STUDY_MD
@@ -263,11 +263,8 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return table(header, rows, lead=1) if rows else note("(none)")
 
 
-def study_html(payload: dict[str, Any]) -> str:
-    """study.html: one self-contained page."""
-    name = html.escape(str(payload["name"]))
-    intro = "".join(f"<p class=\"note\">{html.escape(t.replace('`', ''))}</p>"
-                    for t in _intro(payload))
+def _html_sections(payload: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(id, title, HTML) of each section of study.html, in order."""
     pivots = "".join(f"<h3>Gain in test {html.escape(payload['primary_metric'])} "
                      f"{html.escape(title)}</h3>" + _html_table(*pivot_rows(payload, role))
                      for role, title in _ROLES)
@@ -293,13 +290,24 @@ def study_html(payload: dict[str, Any]) -> str:
         sections.append(("members", "Members (generations, snapshots, exits)",
                          _figure_html(members_figure(payload), "members")
                          + _html_table(header, rows)))
-    findings = "".join(
+    return [*sections, ("findings", "Findings per point", _findings_html(payload)),
+            ("points", "Points", _html_table(*_points_rows(payload)))]
+
+
+def _findings_html(payload: dict[str, Any]) -> str:
+    return "".join(
         f"<h3>{html.escape(p['name'])}</h3><ol class=\"findings\">" + "".join(
             f"<li><span class=\"q\">{html.escape(q['question'])}</span> "
             f"<b>{html.escape(q['answer'].upper())}</b>: {html.escape(q['why'])}</li>"
             for q in p["findings"]["questions"]) + "</ol>" for p in payload["points"])
-    sections += [("findings", "Findings per point", Raw(findings)),
-                 ("points", "Points", _html_table(*_points_rows(payload)))]
+
+
+def study_html(payload: dict[str, Any]) -> str:
+    """study.html: one self-contained page."""
+    name = html.escape(str(payload["name"]))
+    intro = "".join(f"<p class=\"note\">{html.escape(t.replace('`', ''))}</p>"
+                    for t in _intro(payload))
+    sections = _html_sections(payload)
     nav = "".join(f'<a href="#{sid}">{html.escape(title)}</a>' for sid, title, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{html.escape(title)}</h2>{content}</section>'
                    for sid, title, content in sections)

@@ -82,6 +82,22 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
     return None if a == b else f"{path or 'config'}: {a!r} then, {b!r} now"
 
 
+#: Settings that change where or how fast a run goes, not its results.
+_NEUTRAL = (("evaluation", "workers"), ("evaluation", "backend"), ("evaluation", "ray_address"),
+            ("report",), ("tracking",))
+
+
+def _results_only(config: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    for path in _NEUTRAL:
+        node = out
+        for part in path[:-1]:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
+
+
 def _check_same_config(run_dir: Path, cfg: RunConfig, name: str) -> None:
     """A finished point is reused only if it ran the config the study asks for now."""
     try:
@@ -91,7 +107,8 @@ def _check_same_config(run_dir: Path, cfg: RunConfig, name: str) -> None:
         raise ConfigError(f"point '{name}' in {run_dir.parent.parent} has an unreadable "
                           f"{CONFIG_FILE} ({str(exc).splitlines()[0]}); run the study into "
                           "a new --out") from exc
-    difference = _first_difference(stored, cfg.model_dump(mode="json"))
+    difference = _first_difference(_results_only(stored),
+                                   _results_only(cfg.model_dump(mode="json")))
     if difference:
         raise ConfigError(f"point '{name}' in {run_dir.parent.parent} was run with another "
                           f"config ({difference}); run the changed study into a new --out")
@@ -170,39 +187,43 @@ def run_study(study: Study, out_dir: str | Path, *, workers: int | None = None,
     out = Path(out_dir)
     _prepare(out, study, resume)
     progress = [cb for cb in callbacks if isinstance(cb, StudyCallback)]
-    total = len(study.points)
     dirs = [out / POINTS_DIR / p.name for p in study.points]
     for point, run_dir in zip(study.points, dirs, strict=True):
         if point_finished(run_dir):
             _check_same_config(run_dir, point.config, point.name)
-    done = sum(point_finished(d) for d in dirs)
     for cb in progress:
-        cb.on_study_begin(total, done)
+        cb.on_study_begin(len(dirs), sum(point_finished(d) for d in dirs))
     summaries: list[dict[str, Any]] = []
-    ran = 0
     context = {"machine": machine(), "command": command}
     for k, (point, run_dir) in enumerate(zip(study.points, dirs, strict=True), 1):
-        skipped = point_finished(run_dir)
-        if skipped:
-            _write_report(point, run_dir)  # a kill between the run and its report
-            seconds = _seconds_of(run_dir)
-        else:
-            for cb in progress:
-                cb.on_point_begin(k, total, point)
-            seconds = _run_point(point, run_dir, workers, callbacks)
-            ran += 1
-        summary = point_summary(point, read_metrics(run_dir),
-                                run_dir=str(Path(POINTS_DIR) / point.name), seconds=seconds,
-                                skipped=skipped)
-        summaries.append(summary)
-        for cb in progress:
-            cb.on_point_end(k, total, point, summary)
+        summaries.append(_point(k, len(dirs), point, run_dir, workers, callbacks, progress))
         _write_json(out, study, summaries, t0, context, complete=False)
     payload = _write_json(out, study, summaries, t0, context, complete=True)
     from selfdistill.study.render import write_study_pages
 
     write_study_pages(out, payload)
+    ran = sum(not s["resumed"] for s in summaries)
     return StudyResult(out, payload, ran, time.perf_counter() - t0)
+
+
+def _point(k: int, total: int, point: Point, run_dir: Path, workers: int | None,
+           callbacks: Sequence[Callback], progress: Sequence[StudyCallback]
+           ) -> dict[str, Any]:
+    """Run point ``k`` unless it is finished; its summary for study.json."""
+    skipped = point_finished(run_dir)
+    if skipped:
+        _write_report(point, run_dir)  # a kill between the run and its report
+        seconds = _seconds_of(run_dir)
+    else:
+        for cb in progress:
+            cb.on_point_begin(k, total, point)
+        seconds = _run_point(point, run_dir, workers, callbacks)
+    summary = point_summary(point, read_metrics(run_dir),
+                            run_dir=str(Path(POINTS_DIR) / point.name), seconds=seconds,
+                            skipped=skipped)
+    for cb in progress:
+        cb.on_point_end(k, total, point, summary)
+    return summary
 
 
 def _write_json(out: Path, study: Study, summaries: list[dict[str, Any]], t0: float,
