@@ -21,13 +21,16 @@ from selfdistill.data.candles import (
     validate_candles,
 )
 from selfdistill.data.files import load_candles_file, load_csv, load_parquet, save_candles
+from selfdistill.data.sessions import GAP_POLICIES, apply_gap_policy
 from selfdistill.data.synthetic import REGIME_NAMES, RegimeParams, generate_market
 
 __all__ = [
     "CANDLE_COLUMNS",
+    "GAP_POLICIES",
     "INTERVALS",
     "REGIME_NAMES",
     "RegimeParams",
+    "apply_gap_policy",
     "find_gaps",
     "gap_table",
     "generate_market",

@@ -94,11 +94,16 @@ def features_config(cfg: FeaturesConfig | Mapping[str, Any] | None) -> FeaturesC
         return cfg
     from pydantic import ValidationError
 
+    from selfdistill.config import validation_messages
+
     try:
         return FeaturesConfig.model_validate(dict(cfg))
-    except (ValidationError, TypeError, ValueError) as exc:
-        raise DataError(f"invalid feature config {dict(cfg)!r}: "
-                        f"{str(exc).splitlines()[0]}") from exc
+    except ValidationError as exc:
+        why = "; ".join(f"{path}: {text}" for path, text in
+                        validation_messages(exc, FeaturesConfig))
+        raise DataError(f"invalid feature config ({why})") from exc
+    except (TypeError, ValueError) as exc:  # not a mapping at all
+        raise DataError(f"invalid feature config {cfg!r}: not a mapping of settings") from exc
 
 
 def constant_volume(candles: pd.DataFrame) -> float | None:
