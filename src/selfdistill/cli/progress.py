@@ -52,10 +52,10 @@ class ProgressCallback(ExperimentCallback):
                                              info=f"{workers} worker{'s' * (workers > 1)}")
 
     def on_cell_end(self, done: int, total: int, info: dict[str, Any]) -> None:
-        acc = info.get("test_accuracy")
+        acc = info.get("baseline_test_accuracy")  # the key the experiment sends
         shown = f"fold {info.get('fold')} seed {info.get('seed')}"
         if isinstance(acc, float):
-            shown += f": test acc {acc:.3f}"
+            shown += f": baseline test acc {acc:.3f}"
         self.progress.update(self._cells, completed=done, info=shown)
 
     def on_fit_begin(self, label: str, epochs: int) -> None:
