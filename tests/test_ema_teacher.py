@@ -159,6 +159,7 @@ def test_windowed_inputs_are_used_as_given() -> None:
 # --------------------------------------------------------------- collapse
 
 
+@pytest.mark.filterwarnings("ignore::selfdistill.config.sections.HyperparameterWarning")
 def test_dino_without_centering_collapses_and_the_monitor_flags_it() -> None:
     setup = {"form": "dino", "lr": 0.05, "tau_base": 0.9, "epochs": 4}
     with pytest.warns(CollapseWarning, match="prototypes"):
@@ -173,6 +174,7 @@ def test_dino_without_centering_collapses_and_the_monitor_flags_it() -> None:
             > bare.history[-1]["teacher_marginal_entropy"] + 0.5)
 
 
+@pytest.mark.filterwarnings("ignore::selfdistill.config.sections.HyperparameterWarning")
 def test_absurd_learning_rate_collapses_and_the_monitor_flags_it() -> None:
     cfg = _cfg(form="dino", lr=3.0, grad_clip=None, epochs=2)
     with pytest.warns(CollapseWarning, match="embedding_std"):
@@ -241,6 +243,7 @@ def test_resume_with_dropout_reproduces_the_global_rng(tmp_path: Path) -> None:
         assert torch.equal(p, q)
 
 
+@pytest.mark.filterwarnings("ignore::selfdistill.config.sections.HyperparameterWarning")
 def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
     data = _toy_data()
     pretrain(data, _cfg(epochs=1), seed=0, out_dir=tmp_path)
