@@ -149,3 +149,14 @@ def test_tune_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["tune", str(config), "--trials", "2", "--set",
                  "tune.space={labels.k: {low: 0.1, high: 1}}"]) == 2
     assert "labels.k: cannot be searched" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parallel_trial_loops_share_the_storage(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "tune.yaml")
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    assert main(["tune", str(config), "--trials", "4", "--workers", "2", "--storage", storage,
+                 "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "tune.json").read_text())
+    assert sorted(t["number"] for t in summary["trials"]) == [0, 1, 2, 3]
+    assert summary["counts"]["running"] == 0

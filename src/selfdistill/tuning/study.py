@@ -126,23 +126,21 @@ def _finished(study: Any) -> int:
 
 
 def optimize(cfg: RunConfig, data: SearchData, study: Any, trials: int) -> None:
-    """Run trials until ``study`` holds ``trials`` finished ones (one worker's loop)."""
-    optuna = import_optuna()
-    remaining = trials - _finished(study)
-    if remaining <= 0:
-        return
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-              optuna.trial.TrialState.FAIL)
-    study.optimize(_objective(cfg, data), n_trials=remaining, catch=(TrainingError,),
-                   callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)])
+    """Run trials until ``study`` holds ``trials`` finished ones (in this process)."""
+    _run_trials(cfg, data, study, trials - _finished(study))
+
+
+def _run_trials(cfg: RunConfig, data: SearchData, study: Any, n_trials: int) -> None:
+    if n_trials > 0:  # a failed fit (NaN loss) fails its trial, not the search
+        study.optimize(_objective(cfg, data), n_trials=n_trials, catch=(TrainingError,))
 
 
 def _optimize_in_worker(cfg: RunConfig, data: SearchData, storage: str | None,
-                        study_name: str, trials: int, threads: int) -> None:
+                        study_name: str, n_trials: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    optimize(cfg, data, open_study(cfg, storage, study_name), trials)
+    _run_trials(cfg, data, open_study(cfg, storage, study_name), n_trials)
 
 
 def _run_workers(cfg: RunConfig, data: SearchData, study: Any, storage: str | None,
@@ -156,20 +154,26 @@ def _run_workers(cfg: RunConfig, data: SearchData, study: Any, storage: str | No
         raise ConfigError(f"--workers {workers} runs trial loops in {workers} processes that "
                           "share the study through a storage: give --storage (e.g. "
                           "sqlite:///tune.db)")
-    args = (cfg, data, storage, study.study_name, trials, CELL_THREADS)
+    remaining = max(trials - _finished(study), 0)
+    # each loop runs its share: together exactly the missing trials
+    shares = [n for i in range(workers)
+              if (n := remaining // workers + (i < remaining % workers)) > 0]
+    jobs = [(cfg, data, storage, study.study_name, n, CELL_THREADS) for n in shares]
+    if not jobs:
+        return
     if cfg.evaluation.backend == "ray":
         from selfdistill.evaluation.backends import ray_session
 
         ray, started = ray_session(cfg.evaluation.ray_address)
         try:
             task = ray.remote(num_cpus=1)(_optimize_in_worker)
-            ray.get([task.remote(*args) for _ in range(workers)])
+            ray.get([task.remote(*job) for job in jobs])
         finally:
             if started:
                 ray.shutdown()
         return
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        for future in [pool.submit(_optimize_in_worker, *args) for _ in range(workers)]:
+    with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+        for future in [pool.submit(_optimize_in_worker, *job) for job in jobs]:
             future.result()
 
 
