@@ -17,11 +17,13 @@ from tiny_experiment import tiny_config
 
 
 def _run(out: Path, **sections: dict[str, object]) -> Path:
-    base = {"born_again": {"generations": 1}, "labels": {"horizon": 4, "vol_span": 30}}
+    base: dict[str, dict[str, object]] = {
+        "born_again": {"generations": 1}, "labels": {"horizon": 4, "vol_span": 30},
+        "evaluation": {"scheme": "holdout", "folds": 1, "seeds": 1}}
     for name, value in sections.items():
         base[name] = {**base.get(name, {}), **value}
     cfg = tiny_config(methods=["majority", "baseline", "born_again"], training={"epochs": 1},
-                      evaluation={"scheme": "holdout", "folds": 1, "seeds": 1}, **base)
+                      **base)
     run_experiment(cfg, out_dir=out)
     return out
 
@@ -34,6 +36,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(root / "b", born_again={"alpha": 0.9})
     _run(root / "c", labels={"horizon": 6})
     return root
+
+
+def test_runs_with_different_seed_counts_are_paired_on_seed_means(
+        runs: Path, tmp_path: Path) -> None:
+    two_seeds = _run(tmp_path / "e", evaluation={"seeds": 2})
+    result = compare_runs([runs / "a", two_seeds])
+    rows = {(r["method"], r["metric"]): r for r in result.tests[str(two_seeds)]}
+    assert rows[("baseline", "accuracy")]["n_seeds"] == 1  # seed 0 vs the mean of 0 and 1
+    assert rows[("baseline", "nll")]["mean_diff"] != 0.0
 
 
 def test_runs_list_prints_one_line_per_run(runs: Path, tmp_path: Path,

@@ -121,11 +121,27 @@ def _write_config(path: Path) -> Path:
     return path
 
 
+def _assert_tracked(uri: str, n_trials: int) -> None:
+    """The final run is the parent MLflow run, each trial a child run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [p.info.run_name for p in parents] == ["first"]
+    assert len(children) == n_trials
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all("validation_nll_fold" in c.data.metrics for c in children)
+
+
 def test_tune_end_to_end_then_resumed_from_its_storage(tmp_path: Path) -> None:
     config = _write_config(tmp_path / "tune.yaml")
     storage = f"sqlite:///{tmp_path / 'tune.db'}"
     args = ["tune", str(config), "--storage", storage, "--study-name", "s"]
-    assert main([*args, "--trials", "3", "--out", str(tmp_path / "first")]) == 0
+    mlruns = tmp_path / "mlruns"
+    assert main([*args, "--trials", "3", "--out", str(tmp_path / "first"), "--track", "mlflow",
+                 "--set", f"tracking.mlflow.uri={mlruns}"]) == 0
     first = json.loads((tmp_path / "first" / "tune.json").read_text())
     assert len(first["trials"]) == 3
     assert first["best"]["params"]["model.hidden"] in ([8], [16, 16])
@@ -134,6 +150,7 @@ def test_tune_end_to_end_then_resumed_from_its_storage(tmp_path: Path) -> None:
     report = (tmp_path / "first" / "report.html").read_text()
     assert "Hyperparameter search" in report
     assert (tmp_path / "first" / "metrics.json").is_file()
+    _assert_tracked(str(mlruns), n_trials=3)
     # resumed: the study keeps its 3 trials and runs only the fourth
     assert main([*args, "--trials", "4", "--out", str(tmp_path / "second")]) == 0
     second = json.loads((tmp_path / "second" / "tune.json").read_text())
