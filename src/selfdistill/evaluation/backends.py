@@ -17,7 +17,8 @@ torch thread, so metrics.json is the same byte for byte.
   returns the files' bytes; the driver writes them into the run directory, so the
   cluster needs no shared file system.
 
-``evaluation.ray_address``: None starts Ray on this machine (and stops it afterwards),
+``evaluation.ray_address``: None starts Ray on this machine (it stays up until the process
+exits, so a study's points or a search's trials share it),
 ``auto`` joins the cluster started here with ``ray start``, ``ray://host:port`` joins a
 remote one through Ray Client. Ray itself is imported only here, only when asked for
 (``pip install 'selfdistill[ray]'``).
@@ -71,11 +72,12 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def ray_session(address: str | None) -> tuple[ModuleType, bool]:
-    """Ray, connected: joins ``address`` or starts Ray here. True when this call started it."""
+def ray_session(address: str | None) -> ModuleType:
+    """Ray, connected: joins ``address`` or starts Ray here (kept until the process exits, so
+    the next experiment in this process, e.g. a study's next point, reuses it)."""
     ray = import_ray()
     if ray.is_initialized():
-        return ray, False
+        return ray
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
@@ -84,7 +86,7 @@ def ray_session(address: str | None) -> tuple[ModuleType, bool]:
         raise ConfigError(f"cannot connect to {where}: {str(exc).splitlines()[0]} "
                           "(check --ray-address; 'auto' joins a cluster started with "
                           "`ray start --head` on this machine)") from exc
-    return ray, True
+    return ray
 
 
 def _ray_cell(ds: Dataset, cell: Cell, cfg: RunConfig, settings: BacktestSettings,
@@ -122,14 +124,10 @@ def ray_cells(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: Back
               run_dir: Path, *, workers: int, threads: int, address: str | None
               ) -> Iterator[CellResult]:
     """Results as cells finish on Ray; failed cells retried once, then reported by name."""
-    ray, started = ray_session(address)
-    try:
-        # the cluster schedules; at least its CPUs' worth of cells in flight
-        in_flight = max(workers, int(ray.cluster_resources().get("CPU", 1)))
-        yield from _schedule(ray, ds, cells, cfg, settings, run_dir, in_flight, threads)
-    finally:
-        if started:
-            ray.shutdown()
+    ray = ray_session(address)
+    # the cluster schedules; at least its CPUs' worth of cells in flight
+    in_flight = max(workers, int(ray.cluster_resources().get("CPU", 1)))
+    yield from _schedule(ray, ds, cells, cfg, settings, run_dir, in_flight, threads)
 
 
 def _schedule(ray: Any, ds: Dataset, cells: Sequence[Cell], cfg: RunConfig,

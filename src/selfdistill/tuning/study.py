@@ -164,13 +164,9 @@ def _run_workers(cfg: RunConfig, data: SearchData, study: Any, storage: str | No
     if cfg.evaluation.backend == "ray":
         from selfdistill.evaluation.backends import ray_session
 
-        ray, started = ray_session(cfg.evaluation.ray_address)
-        try:
-            task = ray.remote(num_cpus=1)(_optimize_in_worker)
-            ray.get([task.remote(*job) for job in jobs])
-        finally:
-            if started:
-                ray.shutdown()
+        ray = ray_session(cfg.evaluation.ray_address)
+        task = ray.remote(num_cpus=1)(_optimize_in_worker)
+        ray.get([task.remote(*job) for job in jobs])
         return
     with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
         for future in [pool.submit(_optimize_in_worker, *job) for job in jobs]:
