@@ -124,6 +124,8 @@ def ray_cells(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: Back
               run_dir: Path, *, workers: int, threads: int, address: str | None
               ) -> Iterator[CellResult]:
     """Results as cells finish on Ray; failed cells retried once, then reported by name."""
+    if not cells:  # every cell was finished before (a resumed run)
+        return
     ray = ray_session(address)
     # the cluster schedules; at least its CPUs' worth of cells in flight
     in_flight = max(workers, int(ray.cluster_resources().get("CPU", 1)))
