@@ -306,3 +306,50 @@ def test_the_command_runs_end_to_end_and_exits_0_on_sigterm(tmp_path: Path) -> N
     times = [pd.Timestamp(r["open_time"]) for r in lines]
     assert len(times) >= 5
     assert times == list(truth(times[0], times[-1] + MINUTE).index)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--serve", "localhost"], "--serve 'localhost' is not HOST:PORT"),
+    (["--gaps", "fill"], "--gaps 'fill' is not one of"),
+    (["--history", "0"], "--history must be >= 1"),
+    (["--interval", "60"], "was trained on interval 1 candles; --interval 60"),
+    (["--symbol", "btc/usdt"], "symbol 'btc/usdt' is not valid"),
+    (["--ws-url", "https://stream.bybit.com"], "must start with ws:// or wss://"),
+])
+def test_bad_options_are_usage_errors_before_any_connection(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+        message: str) -> None:
+    from selfdistill.cli import main
+
+    model = make_model(tmp_path / "model")
+    base = {"--model": str(model), "--symbol": "BTCUSDT", "--interval": "1",
+            "--data-dir": str(tmp_path / "store"), "--base-url": "http://127.0.0.1:9",
+            "--ws-url": "ws://127.0.0.1:9/v5/public/linear"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    code = main(["live", *[part for pair in base.items() for part in pair]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "store").exists()  # nothing touched
+
+
+def test_a_model_without_a_numpy_forward_is_refused_at_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from selfdistill.cli import main
+    from selfdistill.modelio.bundle import read_bundle, save_bundle
+    from selfdistill.nn.multi_exit import MultiExitMLP
+
+    bundle = read_bundle(make_model(tmp_path / "mlp"))
+    save_bundle(tmp_path / "byot", [MultiExitMLP(len(bundle.feature_names), 3)],
+                member_keys=[{"exit": 0}], classes=bundle.classes,
+                feature_names=bundle.feature_names, selected=0, scaler=bundle.scaler,
+                feature_config=bundle.feature_config, extra=bundle.extra)  # no exit chosen
+    code = main(["live", "--model", str(tmp_path / "byot"), "--symbol", "BTCUSDT",
+                 "--interval", "1", "--ws-url", "ws://127.0.0.1:9/v5/public/linear",
+                 "--data-dir", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "has no NumPy forward" in err
+    assert "Traceback" not in err

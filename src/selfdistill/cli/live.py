@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,6 +123,10 @@ def register(app: typer.Typer) -> None:
                                            "at the model directory."),
     ) -> None:
         """One JSON signal line per closed Bybit candle, from the stream, gap-free."""
+        # Before pandas imports pyarrow: Arrow's default allocator (mimalloc) keeps the memory
+        # of every rewrite of the growing store file, about 10 MiB per day of 1-minute
+        # candles (benchmarks/bench_live.py); the system allocator returns it.
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         _verbose()
         settings = _settings(model, method, symbol, interval, category, data_dir, out, serve,
                              base_url, ws_url, gaps, history, stale_after, reload_every)

@@ -13,10 +13,13 @@ One update costs a few dozen NumPy calls on arrays of ``warmup`` values (tens of
 microseconds), whatever the length of the history, and memory does not grow.
 
 Example:
-    >>> feats = IncrementalFeatures(FeaturesConfig(volume="on"))
-    >>> row = feats.update(100.0, 101.0, 99.5, 100.5, 12.0)  # open, high, low, close, volume
-    >>> row.shape == (len(feats.names),)  # (F,) in feats.names order; NaN until warmed up
-    True
+    >>> cfg = FeaturesConfig(return_windows=[1, 2], volatility_windows=[2], ma_windows=[2],
+    ...                      volume_window=2, range_window=2, skew_window=3, volume="on")
+    >>> feats = IncrementalFeatures(cfg)
+    >>> for close in (100.0, 101.0, 102.0, 101.5):
+    ...     row = feats.update(close, close + 1, close - 1, close, 10.0)  # (F,)
+    >>> round(float(row[feats.names.index("ret_1")]), 5)  # log(101.5 / 102)
+    -0.00491
 """
 
 from __future__ import annotations

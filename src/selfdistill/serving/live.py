@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import signal
@@ -53,8 +52,8 @@ from selfdistill.data.sessions import apply_gap_policy, resolve_gap_policy
 from selfdistill.data.store import CandleStore
 from selfdistill.errors import GapError, RetryableError, SelfDistillError
 from selfdistill.features.incremental import IncrementalFeatures
-from selfdistill.serving.http import Response, start_http
-from selfdistill.serving.livemetrics import LiveMetrics
+from selfdistill.serving.http import start_http
+from selfdistill.serving.livemetrics import LiveMetrics, live_routes
 from selfdistill.serving.livestore import LiveStore, Row, StoreWriter
 from selfdistill.serving.reload import ModelWatcher
 from selfdistill.serving.signals import SignalModel, signal_record
@@ -150,7 +149,8 @@ class LiveLoop:
                     loop.add_signal_handler(sig, self.stop)
         server = None
         if self.settings.serve is not None:
-            server = await start_http(*self.settings.serve, self.routes())
+            routes = live_routes(self.metrics, lambda: self.sink.latest, self.settings.clock)
+            server = await start_http(*self.settings.serve, routes)
         watcher = asyncio.create_task(self._watch_model(), name="model-watcher")
         try:
             await self._connect_forever()
@@ -340,26 +340,6 @@ class LiveLoop:
         for row in rows:
             if row[0] >= owed:
                 self._process(row, "rest", None)
-
-    # ------------------------------------------------------------------ HTTP
-
-    def routes(self) -> dict[str, Callable[[], Response]]:
-        """``/signal`` (the latest line), ``/health`` and ``/metrics``."""
-        def signal_() -> Response:
-            latest = self.sink.latest
-            if latest is None:
-                return 503, "application/json", b'{"error": "no signal yet"}\n'
-            return 200, "application/json", (json.dumps(latest) + "\n").encode()
-
-        def health() -> Response:
-            ok, body = self.metrics.health(self.settings.clock())
-            return (200 if ok else 503), "application/json", (json.dumps(body) + "\n").encode()
-
-        def metrics() -> Response:
-            text = self.metrics.prometheus(self.settings.clock())
-            return 200, "text/plain; version=0.0.4; charset=utf-8", text.encode()
-
-        return {"/signal": signal_, "/health": health, "/metrics": metrics}
 
     # ------------------------------------------------------------------ hot reload
 

@@ -9,13 +9,17 @@ fsynced, with ``--out FILE``).
 from __future__ import annotations
 
 import bisect
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["COUNTERS", "LATENCY_BUCKETS", "LiveMetrics"]
+from selfdistill.serving.http import Response
+
+__all__ = ["COUNTERS", "LATENCY_BUCKETS", "LiveMetrics", "live_routes"]
 
 #: Upper bounds (seconds) of the latency histogram buckets.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 1.0)
@@ -112,3 +116,22 @@ class LiveMetrics:
             lines.append(f'{metric}_bucket{{le="{label}"}} {total}')
         lines += [f"{metric}_sum {self.latency_sum:.6f}", f"{metric}_count {self.latency_count}"]
         return lines
+
+
+def live_routes(metrics: LiveMetrics, latest: Callable[[], dict[str, Any] | None],
+                clock: Callable[[], float]) -> dict[str, Callable[[], Response]]:
+    """``/signal`` (the latest line), ``/health`` and ``/metrics`` of a live loop."""
+    def signal_() -> Response:
+        record = latest()
+        if record is None:
+            return 503, "application/json", b'{"error": "no signal yet"}\n'
+        return 200, "application/json", (json.dumps(record) + "\n").encode()
+
+    def health() -> Response:
+        ok, body = metrics.health(clock())
+        return (200 if ok else 503), "application/json", (json.dumps(body) + "\n").encode()
+
+    def prometheus() -> Response:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", metrics.prometheus(clock()).encode()
+
+    return {"/signal": signal_, "/health": health, "/metrics": prometheus}
