@@ -144,22 +144,26 @@ def _wait_for(condition: Any, process: subprocess.Popen[bytes], seconds: float =
         time.sleep(0.02)
 
 
-def test_kill_9_mid_study_then_resume_keeps_finished_points(
+def test_kill_9_mid_study_then_resume_keeps_finished_points_and_cells(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed while the second point runs (its first cell done): resume redoes neither the
+    first point nor that cell."""
     path = _write_study(tmp_path / "tiny.yaml", report=False)
     out = tmp_path / "study"
     first, second = (out / "points" / name for name in POINTS)
+    cell = second / "cells" / "fold-0-seed-0"
     process = subprocess.Popen([sys.executable, "-m", "selfdistill", "study", str(path),
                                 "--out", str(out)], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: second.exists() and (first / "metrics.json").is_file()
-                  and not (first / "INCOMPLETE").exists(), process)
+        _wait_for(lambda: (cell / "DONE").is_file(), process)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the whole study, as kill -9 would
         process.wait()
-    assert (second / "INCOMPLETE").is_file() or not second.exists()
+    assert (second / "INCOMPLETE").is_file()
+    assert not (second / "metrics.json").exists()
     done = (first / "metrics.json").stat().st_mtime_ns
+    kept_seconds = json.loads((cell / "timings.json").read_text())["seconds"]
 
     assert main(["study", str(path), "--out", str(out), "--resume"]) == 0
     err = capsys.readouterr().err
@@ -168,6 +172,8 @@ def test_kill_9_mid_study_then_resume_keeps_finished_points(
     assert (first / "metrics.json").stat().st_mtime_ns == done
     assert (second / "metrics.json").is_file()
     assert not (second / "INCOMPLETE").exists()
+    cells = json.loads((second / "timings.json").read_text())["cells"]
+    assert [c["seconds"] for c in cells if (c["fold"], c["seed"]) == (0, 0)] == [kept_seconds]
     payload = json.loads((out / "study.json").read_text())
     assert payload["complete"]
     assert [p["resumed"] for p in payload["points"]] == [True, False]

@@ -4,10 +4,10 @@ The directory is described in :mod:`selfdistill.study.layout`. Each point goes t
 :func:`selfdistill.evaluation.run_experiment`, the code path of ``selfdistill run``. A
 point is *finished* when its run directory holds metrics.json and no ``INCOMPLETE`` marker
 (:mod:`selfdistill.rundir.lifecycle`); ``resume`` skips finished points, after checking
-that each was run with the config the study asks for now, and runs the others from
-scratch (a point killed half-way, even by ``kill -9``, left its directory marked
-INCOMPLETE). Points run one after another; ``workers`` processes share each point's
-fold x seed cells.
+that each was run with the config the study asks for now. A point killed half-way (even
+by ``kill -9``) left its directory marked INCOMPLETE with its finished fold x seed cells
+(:mod:`selfdistill.evaluation.resume`): it continues from them; the other points run.
+Points run one after another; ``workers`` processes share each point's cells.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from selfdistill.atomic import atomic_write_text
 from selfdistill.config import RunConfig, parse_config
 from selfdistill.errors import ConfigError, SelfDistillError
 from selfdistill.evaluation.experiment import run_experiment
+from selfdistill.rundir.cellcache import cached_cells
 from selfdistill.rundir.layout import CONFIG_FILE, METRICS_FILE, TIMINGS_FILE
 from selfdistill.rundir.lifecycle import incomplete_reason
 from selfdistill.rundir.read import read_metrics
@@ -135,14 +136,18 @@ def _seconds_of(run_dir: Path) -> float | None:
 
 def _run_point(point: Point, run_dir: Path, workers: int | None,
                callbacks: Sequence[Callback]) -> float:
-    """Run one point from scratch (an unfinished directory is cleared first)."""
-    if run_dir.exists():
-        log.info("point %s is unfinished (%s): running it again", point.name,
-                 incomplete_reason(run_dir) or "no metrics.json")
+    """Run one point; a point killed half-way keeps its finished cells (the run's own
+    cell cache, which refuses cells of another config), anything else starts afresh."""
+    resume = run_dir.exists() and incomplete_reason(run_dir) is not None \
+        and cached_cells(run_dir) > 0
+    if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
+    if resume:
+        log.info("point %s is unfinished: resuming it (%d cells kept)", point.name,
+                 cached_cells(run_dir))
     try:
         result = run_experiment(point.config, out_dir=run_dir, workers=workers,
-                                callbacks=callbacks)
+                                callbacks=callbacks, resume=resume)
     except SelfDistillError as exc:
         if exc.args and isinstance(exc.args[0], str):
             exc.args = (f"study point '{point.name}': {exc.args[0]}", *exc.args[1:])
