@@ -42,11 +42,12 @@ from ws_server import Fault
 
 def assert_every_candle_once(lines: list[dict], last: pd.Timestamp,
                              gaps: tuple[tuple[str, str], ...] = (),
-                             streamed_wrong: pd.Timestamp | None = None) -> None:
+                             streamed_wrong: pd.Timestamp | None = None,
+                             started_by: pd.Timestamp = START + 3 * MINUTE) -> None:
     """From the first line (the newest candle closed at start) to ``last``: each candle once,
     with the exchange's values (``streamed_wrong``: a candle the stream garbled)."""
     times = [pd.Timestamp(r["open_time"]) for r in lines]
-    assert START - MINUTE <= times[0] <= START + 3 * MINUTE  # the market runs as we start
+    assert START - MINUTE <= times[0] <= started_by  # the market runs as we start
     expected = truth(times[0], last + MINUTE, gaps=gaps)
     assert times == list(expected.index)
     closes = pd.Series([r["close"] for r in lines], index=expected.index)
@@ -353,3 +354,26 @@ def test_a_model_without_a_numpy_forward_is_refused_at_start(
     assert code == 1
     assert "has no NumPy forward" in err
     assert "Traceback" not in err
+
+
+def test_a_fetch_holding_the_store_delays_the_backfill_without_losing_a_candle(
+        tmp_path: Path) -> None:
+    import fcntl
+
+    model = make_model(tmp_path / "model")
+    lock_path = CandleStore(tmp_path / "store").path(KEY).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True)
+    holder = lock_path.open("a+b")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a running `selfdistill fetch` does
+    began = time.monotonic()
+
+    def release_later() -> None:
+        if not holder.closed and time.monotonic() - began > 0.5:
+            holder.close()
+
+    with exchange(15, pace=0.01) as (clock, rest, ws):
+        live = loop_for(settings(model, rest, ws, clock, tmp_path), tmp_path / "s.jsonl", rest)
+        run_live(live, finished(live, ws, START + 14 * MINUTE), during=release_later)
+    assert live.metrics.counts["reconnects"] >= 1  # the busy store was waited out
+    assert_every_candle_once(read_lines(tmp_path / "s.jsonl"), START + 14 * MINUTE,
+                             started_by=START + 14 * MINUTE)  # the market ran meanwhile

@@ -54,7 +54,7 @@ from selfdistill.errors import GapError, RetryableError, SelfDistillError
 from selfdistill.features.incremental import IncrementalFeatures
 from selfdistill.serving.http import start_http
 from selfdistill.serving.livemetrics import LiveMetrics, live_routes
-from selfdistill.serving.livestore import LiveStore, Row, StoreWriter
+from selfdistill.serving.livestore import LiveStore, Row, StoreBusy, StoreWriter
 from selfdistill.serving.reload import ModelWatcher
 from selfdistill.serving.signals import SignalModel, signal_record
 from selfdistill.serving.sinks import SignalSink
@@ -176,7 +176,7 @@ class LiveLoop:
                     await self._sync(self._stop_now())
                     failures = 0
                     await self._consume(stream)
-            except (StreamLost, RetryableError) as exc:
+            except (StreamLost, RetryableError, StoreBusy) as exc:
                 if self._stopping.is_set():
                     break
                 self._lost(exc)

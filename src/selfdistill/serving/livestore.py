@@ -29,16 +29,20 @@ from selfdistill.data.bybit.client import BybitClient
 from selfdistill.data.bybit.request import MAX_LIMIT, MarketKey, Window, next_open
 from selfdistill.data.store import CandleStore
 from selfdistill.data.storefile import COLUMNS, empty_candles
-from selfdistill.errors import SelfDistillError
+from selfdistill.errors import DataError, SelfDistillError
 from selfdistill.serving.livemetrics import LiveMetrics
 
-__all__ = ["Conflict", "LiveStore", "Row", "StoreWriter", "candle_frame"]
+__all__ = ["Conflict", "LiveStore", "Row", "StoreBusy", "StoreWriter", "candle_frame"]
 
 log = logging.getLogger(__name__)
 
 _VALUES = ("open", "high", "low", "close", "volume")
 
 Row = tuple[int, float, float, float, float, float, float]  # open_ms, o, h, l, c, v, turnover
+
+
+class StoreBusy(DataError):
+    """The candle store's series is locked by another process; try again later."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,34 @@ class LiveStore:
         self.store, self.client, self.key = store, client, key
 
     def backfill(self, first: pd.Timestamp, stop: pd.Timestamp) -> None:
-        """Fetch what the store lacks of ``[first, stop)`` (the open candle is never stored)."""
-        self.store.update(self.key, self.client, first, stop)
+        """Fetch what the store lacks of ``[first, stop)`` (the open candle is never stored).
+
+        Raises:
+            StoreBusy: another process (a ``selfdistill fetch``) holds the series' lock.
+        """
+        try:
+            self.store.update(self.key, self.client, first, stop)
+        except DataError as exc:
+            if self.busy():
+                raise StoreBusy(f"{exc}; the backfill will be tried again") from exc
+            raise
+
+    def busy(self) -> bool:
+        """Another process holds the series' lock now (a fetch writing it)."""
+        lock = self.store.path(self.key).with_suffix(".lock")
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            return False
+        try:
+            with open(lock, "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def append(self, candles: pd.DataFrame) -> None:
         """Add streamed closed candles (ascending, contiguous with the stored range)."""
