@@ -337,9 +337,12 @@ class LiveLoop:
         for ms, o, h, lo, c, v, _ in [r for r in rows if r[0] < owed][-(self.features.warmup + 2):]:
             self.features.update(o, h, lo, c, v, gap_before=self._gap_before(ms))
             self._prev_ms = ms
-        for row in rows:
-            if row[0] >= owed:
-                self._process(row, "rest", None)
+        caught_up = [row for row in rows if row[0] >= owed]
+        for row in caught_up:
+            self._process(row, "rest", None)
+        if caught_up:
+            log.info("signalled %d candle(s) from REST: %s .. %s", len(caught_up),
+                     _iso(caught_up[0][0]), _iso(caught_up[-1][0]))
 
     # ------------------------------------------------------------------ hot reload
 
