@@ -54,9 +54,20 @@ def _root(
 
 def _register_all() -> None:
     # Each module adds its commands; keep this list sorted.
-    from selfdistill.cli import configfile, data, predict, pretrain, report, run, runs, study, tune
+    from selfdistill.cli import (
+        configfile,
+        data,
+        live,
+        predict,
+        pretrain,
+        report,
+        run,
+        runs,
+        study,
+        tune,
+    )
 
-    for module in (configfile, data, predict, pretrain, report, run, runs, study, tune):
+    for module in (configfile, data, live, predict, pretrain, report, run, runs, study, tune):
         module.register(app)
 
 

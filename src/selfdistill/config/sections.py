@@ -364,7 +364,6 @@ class EmaTeacherConfig(Section):
     accumulation_steps: PositiveInt = 1  # micro-batches per optimizer step (batch_size / k each)
     activation_checkpointing: bool = False  # recompute encoder blocks in backward (less memory)
     divergence: Literal["l2", "kl", "cosine"] = "cosine"
-    divergence: Literal["l2", "kl", "cosine"] = "cosine"
     tau_base: Annotated[float, Field(ge=0.9, lt=1.0)] = 0.996
     heads: PositiveInt = 1
     projection_dim: PositiveInt = 64
