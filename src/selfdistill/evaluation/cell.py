@@ -52,6 +52,7 @@ from selfdistill.evaluation.backtest import (
 from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
 from selfdistill.evaluation.fold import Dataset, FoldResult, member_name, run_fold
 from selfdistill.evaluation.metrics import classification_metrics
+from selfdistill.rundir.cellcache import CellParts
 from selfdistill.rundir.write import model_metadata, save_lineage_models
 from selfdistill.splits import Split
 from selfdistill.training.callbacks import Callback
@@ -268,16 +269,9 @@ class Cell:
     save_models: bool = False
 
 
-@dataclass
-class CellResult:
-    fold: int
-    seed: int
-    records: list[dict[str, Any]]
-    predictions: pd.DataFrame
-    uncertainty: list[dict[str, Any]]
-    curves: pd.DataFrame
-    timings: dict[str, Any]
-    seconds: float
+#: One finished cell: its records, predictions, uncertainty, backtest curves and timings.
+#: The run directory's cell cache stores exactly these fields, so it is the same class.
+CellResult = CellParts
 
 
 def run_cell(ds: Dataset, cell: Cell, cfg: RunConfig, *, settings: BacktestSettings,

@@ -20,7 +20,6 @@ from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
 from selfdistill.evaluation.cell import Cell, CellResult
 from selfdistill.rundir.cellcache import (
-    CellParts,
     clear_cells,
     load_cells,
     save_cell,
@@ -74,7 +73,7 @@ def resumed_cells(run_dir: Path, cfg: RunConfig, cells: Sequence[Cell], *, resum
         clear_cells(run_dir)  # cells of an earlier run in an --overwrite directory
     start_cache(run_dir, cell_config(cfg))  # refuses cells of another config
     kept = load_cells(run_dir) if resume else {}
-    done = [_result(kept[(c.fold, c.seed)]) for c in cells if (c.fold, c.seed) in kept]
+    done = [kept[(c.fold, c.seed)] for c in cells if (c.fold, c.seed) in kept]
     todo = [c for c in cells if (c.fold, c.seed) not in kept]
     if done:
         log.info("resuming %s: %d of %d cells already finished", run_dir, len(done),
@@ -84,11 +83,4 @@ def resumed_cells(run_dir: Path, cfg: RunConfig, cells: Sequence[Cell], *, resum
 
 def keep_cell(run_dir: Path, result: CellResult) -> None:
     """Write a finished cell into the cache, so a killed run does not redo it."""
-    save_cell(run_dir, CellParts(result.fold, result.seed, result.records, result.predictions,
-                                 result.uncertainty, result.curves, result.timings,
-                                 result.seconds))
-
-
-def _result(parts: CellParts) -> CellResult:
-    return CellResult(parts.fold, parts.seed, parts.records, parts.predictions,
-                      parts.uncertainty, parts.curves, parts.timings, parts.seconds)
+    save_cell(run_dir, result)
