@@ -6,8 +6,8 @@
   adjustment; hollow: not.
 * :func:`levels_figure`: each method's test value of a metric per point, with its
   interval over folds.
-* :func:`members_figure`: generation k (snapshot k, exit k) minus the first member, per
-  point: where the gain saturates.
+* :func:`members_figure`: generation k (snapshot k, exit k) minus the first member, a
+  line per variant (or per value of the first grid axis): where the gain saturates.
 
 When the grid has a numeric axis (label noise, training size, temperature) it is the x
 axis and every combination of the other settings is a panel; otherwise the points are
@@ -169,39 +169,66 @@ def levels_figure(payload: dict[str, Any], metric: str) -> Figure | None:
     return _grid_figure(payload, methods, series, f"test {metric}", zero=False)
 
 
+def _member_groups(payload: dict[str, Any]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Panel title -> (line label, point): lines are the variants (or, without variants,
+    the first grid axis's values), panels the datasets and the other settings."""
+    axes = payload.get("axes", [])
+    by_variant = any(p.get("variant") for p in payload["points"])
+    line_axis = None if by_variant or not axes else axes[0]
+    panels: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for point in payload["points"]:
+        rest = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point["settings"].items()
+                if k != line_axis]
+        title = ", ".join([point["dataset"], *rest])
+        label = point["variant"] if by_variant else (
+            f"{line_axis.rsplit('.', 1)[-1]}={point['settings'][line_axis]}"
+            if line_axis else point["name"])
+        panels.setdefault(title, []).append((str(label), point))
+    return panels
+
+
 def members_figure(payload: dict[str, Any]) -> Figure | None:
-    """Member k minus the first member (primary metric, 95% interval), a line per point."""
+    """Member k minus the first member (primary metric, 95% interval): a panel per method
+    and group of settings, a line per variant (or per value of the first grid axis)."""
     points = payload["points"]
     methods = list(dict.fromkeys(m for p in points for m, rows in p["members"].items()
                                  if len(rows) > 2))
-    if not methods or len(points) > MAX_MEMBER_LINES:
+    groups = _member_groups(payload)
+    if not methods or max(len(g) for g in groups.values()) > MAX_MEMBER_LINES \
+            or len(methods) * len(groups) > _MAX_PANELS:
         return None
-    primary = payload["primary_metric"]
+    panels = [(m, title, lines) for m in methods for title, lines in groups.items()]
     with mpl.rc_context(_STYLE):
-        fig, axes = _figure(len(methods), cols=2, width=4.2, height=2.6)
-        for ax, method in zip(axes, methods, strict=True):
-            ax.axhline(0.0, color="black", linewidth=0.8)
-            for j, point in enumerate(points):
-                rows = [r for r in point["members"].get(method, []) if r["vs_first"]]
-                if not rows:
-                    continue
-                color = _COLORS[j % len(_COLORS)]
-                idx = np.array([r["index"] for r in rows], dtype=float) + 0.04 * j
-                diff = [r["vs_first"] for r in rows]
-                first = float(_first(points, method)) + 0.04 * j  # the reference: 0 by definition
-                ax.plot([first, *idx], [0.0, *(d["mean_diff"] for d in diff)], color=color,
-                        marker="o", markersize=3, linewidth=0.9, label=point["name"])
-                for xp, d in zip(idx, diff, strict=True):
-                    if d["ci_low"] is not None and d["ci_high"] is not None:
-                        ax.vlines(xp, d["ci_low"], d["ci_high"], color=color, linewidth=0.8)
+        fig, axes = _figure(len(panels), cols=2, width=4.2, height=2.6)
+        for ax, (method, title, lines) in zip(axes, panels, strict=True):
+            _member_panel(ax, method, lines, _first(points, method))
             key = next((r["key"] for p in points for r in p["members"].get(method, [])), "")
-            ax.set_title(f"{method}: {key} k minus {key} {_first(points, method)}", loc="left")
+            ax.set_title(f"{method}, {title}", loc="left")
             ax.set_xlabel(key)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(f"{primary} difference")
+            ax.set_ylabel(f"{payload['primary_metric']}: {key} k minus "
+                          f"{key} {_first(points, method)}")
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3))
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4))
     return fig
+
+
+def _member_panel(ax: Any, method: str, lines: list[tuple[str, dict[str, Any]]],
+                  first: int) -> None:
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    for j, (label, point) in enumerate(lines):
+        rows = [r for r in point["members"].get(method, []) if r["vs_first"]]
+        if not rows:
+            continue
+        color = _COLORS[j % len(_COLORS)]
+        idx = np.array([r["index"] for r in rows], dtype=float) + 0.04 * j
+        diff = [r["vs_first"] for r in rows]
+        start = first + 0.04 * j  # the reference member: 0 by definition
+        ax.plot([start, *idx], [0.0, *(d["mean_diff"] for d in diff)], color=color,
+                marker="o", markersize=3, linewidth=0.9, label=label)
+        for xp, d in zip(idx, diff, strict=True):
+            if d["ci_low"] is not None and d["ci_high"] is not None:
+                ax.vlines(xp, d["ci_low"], d["ci_high"], color=color, linewidth=0.8)
 
 
 def _first(points: list[dict[str, Any]], method: str) -> int:

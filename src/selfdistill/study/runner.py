@@ -153,7 +153,7 @@ def _run_point(point: Point, run_dir: Path, workers: int | None,
             exc.args = (f"study point '{point.name}': {exc.args[0]}", *exc.args[1:])
         raise
     _write_report(point, run_dir)
-    return result.seconds
+    return _seconds_of(run_dir) or result.seconds  # as for a resumed point: the run's own
 
 
 def _write_report(point: Point, run_dir: Path) -> None:
