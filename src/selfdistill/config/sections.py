@@ -2,27 +2,39 @@
 
 Each section is a pydantic model that rejects unknown keys; :mod:`selfdistill.config.schema`
 assembles them into :class:`~selfdistill.config.RunConfig`, and :mod:`selfdistill.config`
-re-exports them.
+re-exports them. The value types and the base model are in :mod:`selfdistill.config.types`,
+the ``ema_teacher`` section in :mod:`selfdistill.config.pretraining` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import warnings
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from selfdistill.config.intervals import INTERVALS, canonical_interval
+from selfdistill.config.intervals import INTERVALS
+from selfdistill.config.pretraining import (
+    EMA_TEACHER_RANGES,
+    OBJECTIVES,
+    AugmentConfig,
+    EmaTeacherConfig,
+    HyperparameterWarning,
+)
+from selfdistill.config.types import (
+    DateText,
+    Interval,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Section,
+    Seed,
+)
 
 __all__ = [
     "EMA_TEACHER_RANGES",
@@ -58,50 +70,6 @@ __all__ = [
     "SyntheticConfig",
     "TrainingConfig",
 ]
-
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-
-
-def _interval_text(value: object) -> object:
-    """Bar intervals are strings ("60", "D"); accept 60 written without quotes."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _known_interval(value: str) -> str:
-    return canonical_interval(value)  # "1h" -> "60"; the error suggests a valid spelling
-
-
-#: Bybit spelling of a bar interval; an unquoted YAML number (60) is taken as "60", and the
-#: common spellings (1m 5m 15m 1h 4h 1d 1w) as Bybit's (see selfdistill.config.intervals).
-Interval = Annotated[str, BeforeValidator(_interval_text), AfterValidator(_known_interval)]
-
-#: Seeds feed NumPy and torch generators: whole numbers from 0 to 2**63 - 1.
-Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
-
-
-def _date_text(value: object) -> object:
-    """YAML reads 2024-01-01 as a date: keep dates and times as ISO text."""
-    return value.isoformat() if isinstance(value, dt.date) else value
-
-
-#: A date or time as text (ISO); YAML dates are accepted as they are.
-DateText = Annotated[str, BeforeValidator(_date_text)]
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently dropped.
-
-    Checks every section needs (non-finite numbers, true / false where a number goes,
-    sizes) run over the raw mapping before validation, in :mod:`selfdistill.config.checks`,
-    so fields added later get them too.
-    """
-
-    # allow_inf_nan=False: .inf / .nan (and "inf" as text) are errors in every float field
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
-                              allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -303,118 +271,6 @@ class SnapshotConfig(Section):
     temperature: PositiveFloat = 3.0
     alpha: Probability = 0.3
     teacher: Literal["last", "average"] = "last"
-
-
-class AugmentConfig(Section):
-    """Views of a window for ``ema_teacher`` pretraining; 0 (crop_min 1) turns one off."""
-
-    jitter: Annotated[float, Field(ge=0.0)] = 0.05  # std of additive noise (scaled units)
-    scaling: Annotated[float, Field(ge=0.0)] = 0.1  # std of a per-feature factor around 1
-    magnitude_warp: Annotated[float, Field(ge=0.0)] = 0.1  # std of a smooth factor curve
-    warp_knots: PositiveInt = 4
-    time_mask: Probability = 0.1  # largest fraction of the window masked to 0
-    crop_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # smallest crop, fraction of W
-
-
-#: The ema_teacher objectives; ``objective`` weights any combination of them.
-OBJECTIVES = ("consistency", "masked", "contrastive", "clustering")
-Objective = Literal["consistency", "masked", "contrastive", "clustering"]
-
-#: Where the self-distillation literature puts these ema_teacher settings; outside, a
-#: HyperparameterWarning (not an error). Keys name fields; "objective" is each weight.
-EMA_TEACHER_RANGES: dict[str, tuple[float, float]] = {
-    "tau_base": (0.99, 0.9999), "lr": (1e-4, 1e-3), "student_temperature": (0.1, 1.0),
-    "contrastive_temperature": (0.1, 1.0), "objective": (0.5, 2.0)}
-
-
-class HyperparameterWarning(UserWarning):
-    """A setting is valid but outside the range the literature recommends."""
-
-
-def _objective_weights(value: object) -> object:
-    return {value: 1.0} if isinstance(value, str) else value  # "masked" -> {masked: 1.0}
-
-
-def _consistency_only() -> dict[Objective, float]:
-    return {"consistency": 1.0}
-
-
-#: ``masked`` (weight 1) or a mapping of objectives to weights, ``{consistency: 1, masked: 0.5}``
-ObjectiveWeights = Annotated[dict[Objective, PositiveFloat], BeforeValidator(_objective_weights),
-                             Field(min_length=1)]
-
-
-class EmaTeacherConfig(Section):
-    """Self-supervised EMA-teacher pretraining (BYOL / DINO forms) and its comparison."""
-
-    form: Literal["byol", "dino"] = "byol"
-    #: consistency (the form's loss) | masked | contrastive | clustering, or weights of several
-    objective: ObjectiveWeights = Field(default_factory=_consistency_only)
-    #: objectives `selfdistill pretrain` compares (besides ``objective``); [] = objective only
-    compare_objectives: list[ObjectiveWeights] = Field(default_factory=list)
-    #: both: probe and fine-tune the student and the teacher encoder of each objective;
-    #: downstream: probe both, fine-tune only the one ``encoder`` picks (cheaper)
-    compare_encoders: Literal["both", "downstream"] = "both"
-    mask_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3  # masked: bars masked per window
-    masked_loss: Literal["l2", "smooth_l1"] = "l2"
-    queue_size: PositiveInt = 1024  # contrastive: negatives kept from earlier batches
-    contrastive_temperature: PositiveFloat = 0.2
-    sinkhorn_epsilon: PositiveFloat = 0.05  # clustering: entropic regularisation
-    sinkhorn_iterations: PositiveInt = 3
-    accumulation_steps: PositiveInt = 1  # micro-batches per optimizer step (batch_size / k each)
-    activation_checkpointing: bool = False  # recompute encoder blocks in backward (less memory)
-    divergence: Literal["l2", "kl", "cosine"] = "cosine"
-    tau_base: Annotated[float, Field(ge=0.9, lt=1.0)] = 0.996
-    heads: PositiveInt = 1
-    projection_dim: PositiveInt = 64
-    prototypes: PositiveInt = 64
-    student_temperature: PositiveFloat = 0.1
-    teacher_temperature: PositiveFloat = 0.04
-    teacher_temperature_final: PositiveFloat = 0.07
-    teacher_temperature_warmup_epochs: Annotated[int, Field(ge=0)] = 5
-    center_momentum: Probability = 0.9
-    centering: bool = True
-    epochs: PositiveInt = 20
-    lr: PositiveFloat = 1e-3
-    checkpoint: str | None = None  # start supervised methods from this pretrained encoder
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    batch_size: PositiveInt = 256
-    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
-    grad_clip: PositiveFloat | None = 3.0
-    projection_hidden: PositiveInt = 128
-    predictor_hidden: PositiveInt = 128
-    bottleneck: PositiveInt = 32  # DINO head width before the prototypes
-    head_norm: Literal["layer", "batch", "none"] = "layer"
-    buffers: Literal["ema", "copy"] = "ema"  # teacher policy for normalisation buffers
-    #: which encoder downstream uses; auto: student (online) for byol, teacher for dino
-    encoder: Literal["auto", "teacher", "student"] = "auto"
-    monitor_rows: PositiveInt = 1024  # fixed training windows for the collapse metrics
-    label_fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
-        default_factory=lambda: [0.05, 0.2, 1.0])  # labelled train rows in the comparison
-
-    def downstream_encoder(self) -> Literal["teacher", "student"]:
-        """``encoder`` with ``auto`` resolved: BYOL keeps the online encoder, DINO the teacher."""
-        if self.encoder != "auto":
-            return self.encoder
-        return "student" if self.form == "byol" else "teacher"
-
-    @model_validator(mode="after")
-    def _recommended_ranges(self) -> EmaTeacherConfig:
-        for key, (low, high) in EMA_TEACHER_RANGES.items():
-            values = (self.objective if key == "objective"
-                      else {key: getattr(self, key)})
-            for name, value in values.items():
-                if not low <= value <= high:
-                    label = f"objective.{name}" if key == "objective" else key
-                    # shown as "<config>:1: HyperparameterWarning: ...", not pydantic's frame
-                    warnings.warn_explicit(
-                        f"ema_teacher.{label} = {value:g} is outside the recommended range "
-                        f"[{low:g}, {high:g}] (see docs/ema-teacher.md)",
-                        HyperparameterWarning, "<config>", 1, module="selfdistill.config")
-        if self.accumulation_steps > self.batch_size:
-            raise ValueError(f"accumulation_steps ({self.accumulation_steps}) must be <= "
-                             f"batch_size ({self.batch_size}): each micro-batch needs a window")
-        return self
 
 
 class LightGBMConfig(Section):
