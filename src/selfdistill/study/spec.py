@@ -16,7 +16,10 @@
       data.synthetic.n_bars: [2000, 8000]
 
 A point is one dataset x one variant x one combination of the grid's values, and one
-ordinary run config: the base, then ``set`` and ``methods``, the dataset, the variant and
+ordinary run config. Methods are not crossed: every point runs all of ``methods`` on the
+same folds and seeds, so each method is compared with ``baseline`` and the simple
+alternatives on the same bars (a grid key ``methods`` with lists of methods still works).
+A point's config is the base, then ``set`` and ``methods``, the dataset, the variant and
 the grid values, in that order. Every point's config is validated like a run config
 (:func:`selfdistill.config.parse_config`) before anything runs, and every dotted key is
 checked against the run-config schema with a did-you-mean, so a typo fails in a second,
