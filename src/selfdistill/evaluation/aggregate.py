@@ -48,6 +48,7 @@ __all__ = [
     "aggregate_records",
     "compare_outputs",
     "comparison_row",
+    "comparison_rows",
     "higher_is_better",
     "member_keys",
     "member_label",
@@ -177,6 +178,23 @@ def paired_test(evidence: Evidence, candidate: Output, reference: Output, metric
     return mean_difference_test(pair[0] - pair[1], fold_sizes=pair[2])
 
 
+def comparison_rows(evidence: Evidence, kind: str, candidate: Output, reference: Output,
+                    metrics: Sequence[str], *, periods_per_year: float = 1.0,
+                    family: str = "comparisons") -> list[dict[str, Any]]:
+    """One row per metric of one comparison (unadjusted). ``vs_random`` pairs the
+    candidate's returns with its own random-timing twin (same turnover)."""
+    twin = kind == "vs_random"
+    rows = []
+    for metric in metrics:
+        result = paired_test(evidence, candidate, candidate if twin else reference, metric,
+                             periods_per_year=periods_per_year,
+                             reference_column="random_net" if twin else None)
+        if result is not None:
+            rows.append(comparison_row(kind, candidate, reference, metric, result,
+                                       family=family))
+    return rows
+
+
 def comparison_row(kind: str, candidate: Output, reference: Output, metric: str,
                    result: TestResult, *, family: str = "comparisons") -> dict[str, Any]:
     """One comparison as metrics.json stores it (verdict filled by :func:`adjust_family`)."""
@@ -267,15 +285,8 @@ def compare_outputs(evidence: Evidence, *, periods_per_year: float = 1.0,
         ``p_adjusted``, ``family``, ``adjustment``, ``test``, ``df``, ``n_bars``,
         ``n_seeds``, ``n_folds``, ``reason`` (why not testable) and ``verdict``.
     """
-    rows = []
-    for kind, cand, ref, metrics in _plan(evidence, references):
-        for metric in metrics:
-            ref_column = "random_net" if kind == "vs_random" else None
-            ref_output = cand if kind == "vs_random" else ref
-            result = paired_test(evidence, cand, ref_output, metric,
-                                 periods_per_year=periods_per_year,
-                                 reference_column=ref_column)
-            if result is not None:
-                rows.append(comparison_row(kind, cand, ref, metric, result))
+    rows = [row for kind, cand, ref, metrics in _plan(evidence, references)
+            for row in comparison_rows(evidence, kind, cand, ref, metrics,
+                                       periods_per_year=periods_per_year)]
     adjust_family(rows, method=adjust)
     return rows

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfdistill.config import RunConfig
-from selfdistill.evaluation.aggregate import adjust_family, comparison_row, paired_test
+from selfdistill.evaluation.aggregate import adjust_family, comparison_rows
 from selfdistill.evaluation.error_flags import CONFIDENCE, MEASURES
 from selfdistill.evaluation.evidence import Evidence, Output
 from selfdistill.evaluation.findings_text import (
@@ -92,16 +92,8 @@ def _best_alternative(aggregates: Sequence[dict[str, Any]], evidence: Evidence
 
 def _tests(evidence: Evidence, kind: str, candidate: Output, reference: Output,
            metrics: Sequence[str], periods_per_year: float) -> list[dict[str, Any]]:
-    rows = []
-    for metric in metrics:
-        ref_output = candidate if kind == "vs_random" else reference
-        result = paired_test(evidence, candidate, ref_output, metric,
-                             periods_per_year=periods_per_year,
-                             reference_column="random_net" if kind == "vs_random" else None)
-        if result is not None:
-            rows.append(comparison_row(kind, candidate, reference, metric, result,
-                                       family="findings"))
-    return rows
+    return comparison_rows(evidence, kind, candidate, reference, metrics,
+                           periods_per_year=periods_per_year, family="findings")
 
 
 def _flag_rows(flags: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
