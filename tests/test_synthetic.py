@@ -171,3 +171,9 @@ def test_tiny_fixture_has_every_regime(candles: pd.DataFrame,
     assert len(candles) == 600
     assert candles.index.equals(true_regimes.index)
     assert set(np.unique(true_regimes)) == {0, 1, 2}
+
+
+def test_a_market_past_the_last_timestamp_is_a_config_error() -> None:
+    # 4M hourly bars from 2022 would end in the 25th century: name the fix, no traceback
+    with pytest.raises(ConfigError, match=r"run past 2262-04-11.*shorter interval"):
+        generate_market(4_000_000, interval="60")

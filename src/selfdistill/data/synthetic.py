@@ -226,4 +226,10 @@ def _bar_index(start: str, n_bars: int, interval: str) -> pd.DatetimeIndex:
         ) from exc
     first = first.tz_localize("UTC") if first.tzinfo is None else first.tz_convert("UTC")
     freq = "MS" if step is None else step
-    return pd.date_range(first, periods=n_bars, freq=freq, name="open_time").as_unit("ns")
+    try:
+        return pd.date_range(first, periods=n_bars, freq=freq, name="open_time").as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime as exc:
+        raise ConfigError(
+            f"{n_bars} bars of interval {interval!r} from {first.date()} run past "
+            f"{pd.Timestamp.max.date()}, the last date a timestamp can hold; use fewer bars, "
+            "a shorter interval (e.g. interval: \"1\") or an earlier start") from exc

@@ -301,7 +301,7 @@ def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, result: FoldResult,
                  temperatures: dict[tuple[str, str], float]) -> None:
     """Every lineage as a model directory; its selected member's calibration goes along."""
     common = model_metadata(cfg, scaler=result.scaler.to_dict(),
-                            feature_names=list(ds.features.columns),
+                            feature_names=list(ds.feature_names),
                             class_names=list(ds.labels.class_names), interval=ds.interval,
                             gaps=ds.candles.attrs.get("gap_policy"),
                             time_format=ds.candles.attrs.get("time_format"))

@@ -411,7 +411,7 @@ def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
 
 
 def _fold_bounds(ds: Dataset, splits: Sequence[Split]) -> list[dict[str, Any]]:
-    times = ds.features.index
+    times = ds.times
     out = []
     for k, split in enumerate(splits):
         row: dict[str, Any] = {"fold": k}

@@ -75,6 +75,23 @@ class Dataset:
     def n_rows(self) -> int:
         return len(self.features)
 
+    @property
+    def times(self) -> pd.DatetimeIndex:
+        """(R,) open time of each labelled row."""
+        return pd.DatetimeIndex(self.features.index)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.features.columns)
+
+    def head(self, n: int) -> Dataset:
+        """The first ``n`` labelled rows (the candles stay: features are causal)."""
+        lab = self.labels
+        labels = LabelSet(y=lab.y.iloc[:n], start=lab.start[:n], end=lab.end[:n],
+                          class_names=lab.class_names, method=lab.method, horizon=lab.horizon)
+        truth = None if self.truth is None else self.truth[:n]
+        return Dataset(self.candles, self.features.iloc[:n], labels, truth, self.interval)
+
 
 @dataclass
 class FoldResult:
@@ -180,7 +197,7 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig, device: torch.dev
             for name in SPLITS}
     data = TrainData(x=x, y=y, train_rows=rows["train"], val_rows=rows["val"],
                      n_classes=len(ds.labels.class_names), class_names=ds.labels.class_names,
-                     feature_names=tuple(ds.features.columns), unlabeled_rows=rows["train"],
+                     feature_names=ds.feature_names, unlabeled_rows=rows["train"],
                      positions=torch.as_tensor(ds.labels.start, dtype=torch.int64,
                                                device=device))  # gaps break HMM sequences
     return data, x, scaler
@@ -203,7 +220,7 @@ def _record(method: str, keys: dict[str, Any], split: str, y: np.ndarray, proba:
 
 def _prediction_frame(ds: Dataset, rows: np.ndarray, proba: np.ndarray, *, method: str,
                       keys: dict[str, Any], split: str, base: dict[str, Any]) -> pd.DataFrame:
-    frame = pd.DataFrame({"open_time": ds.features.index[rows], "split": split,
+    frame = pd.DataFrame({"open_time": ds.times[rows], "split": split,
                           "method": method, "member": member_name(keys)})
     gen = keys.get("generation")
     frame["generation"] = pd.array([gen] * len(rows), dtype="Int64")

@@ -27,7 +27,6 @@ from selfdistill.evaluation.experiment import experiment_seeds, plan_splits
 from selfdistill.evaluation.findings import ALTERNATIVES, SELF_DISTILLATION
 from selfdistill.evaluation.fold import Dataset, make_train_data
 from selfdistill.evaluation.metrics import classification_metrics
-from selfdistill.labels import LabelSet
 from selfdistill.methods import get_method
 from selfdistill.splits import Split, check_no_leak, walk_forward
 from selfdistill.training.device import resolve_device
@@ -63,15 +62,6 @@ def tuned_method(cfg: RunConfig) -> str:
     return (distilled or [m for m in learned if m not in ALTERNATIVES] or learned)[-1]
 
 
-def _head(ds: Dataset, n: int) -> Dataset:
-    """The first ``n`` labelled rows of ``ds`` (the candles stay: features are causal)."""
-    lab = ds.labels
-    labels = LabelSet(y=lab.y.iloc[:n], start=lab.start[:n], end=lab.end[:n],
-                      class_names=lab.class_names, method=lab.method, horizon=lab.horizon)
-    truth = None if ds.truth is None else ds.truth[:n]
-    return Dataset(ds.candles, ds.features.iloc[:n], labels, truth, ds.interval)
-
-
 def search_data(ds: Dataset, cfg: RunConfig) -> SearchData:
     """The development rows of ``ds`` and the folds the search scores on."""
     ev, sp = cfg.evaluation, cfg.split
@@ -81,14 +71,14 @@ def search_data(ds: Dataset, cfg: RunConfig) -> SearchData:
     first_test = min(int(split.test[0]) for split in plan_splits(ds, cfg))
     bar = ds.labels.start[first_test]
     n_dev = int(np.argmax(ds.labels.end >= bar))  # labels ending before the first test bar
-    dev = _head(ds, n_dev)
+    dev = ds.head(n_dev)
     folds = ev.folds if ev.scheme == "walk_forward" else 1
     splits = walk_forward(dev.labels.start, dev.labels.end, n_folds=folds, window=ev.window,
                           val=sp.val, test=sp.test / folds, purge=sp.purge,
                           embargo=sp.embargo, min_train=int(sp.train * n_dev))
     for split in splits:
         check_no_leak(split, dev.labels.start, dev.labels.end)
-    return SearchData(dev, splits, str(ds.features.index[first_test]))
+    return SearchData(dev, splits, str(ds.times[first_test]))
 
 
 def fold_score(data: SearchData, k: int, cfg: RunConfig, *, method: str, seed: int) -> float:
