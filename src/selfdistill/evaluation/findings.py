@@ -161,7 +161,7 @@ def answer_questions(evidence: Evidence, aggregates: Sequence[dict[str, Any]],
 
 
 def _columns(evidence: Evidence) -> set[str]:
-    return {c for t in evidence.tables.values() for c in t.columns.get_level_values(0)}
+    return evidence.columns()
 
 
 def _answers(rows: dict[str, list[dict[str, Any]]], methods: Sequence[str], primary: str,

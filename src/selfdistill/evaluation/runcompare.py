@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import numpy as np
 import yaml
 
 from selfdistill.evaluation.aggregate import (
@@ -32,7 +32,7 @@ from selfdistill.evaluation.aggregate import (
     member_label,
     paired_test,
 )
-from selfdistill.evaluation.evidence import Evidence, build_evidence, selected_members
+from selfdistill.evaluation.evidence import Evidence, Scores, build_evidence, selected_members
 from selfdistill.rundir.catalog import headline_outputs
 from selfdistill.rundir.layout import CONFIG_FILE
 from selfdistill.rundir.read import read_curves, read_metrics, read_predictions
@@ -117,30 +117,50 @@ def _aggregate(metrics: dict[str, Any], output: str, metric: str) -> dict[str, A
     return None
 
 
-def _evidence(run: _Run, tag: str, seeds_by_position: bool) -> dict[tuple[str, str], Any]:
+def _evidence(run: _Run, tag: str, seeds_by_position: bool
+              ) -> dict[tuple[str, str], dict[tuple[int, int], Scores]]:
     chosen = selected_members(run.metrics["records"], lambda r: member_label(member_keys(r)))
     evidence = build_evidence(read_predictions(run.path), read_curves(run.path),
                               run.metrics.get("class_names", ["bull", "bear", "sideways"]),
                               chosen)
     out = {}
-    for (method, member), table in evidence.tables.items():
+    for (method, member), cells in evidence.tables.items():
         if member != "-":
             continue
-        out[(f"{tag}:{method}", member)] = _relabel_seeds(table, seeds_by_position)
+        out[(f"{tag}:{method}", member)] = _relabel_seeds(cells, seeds_by_position)
     return out
 
 
-def _relabel_seeds(table: pd.DataFrame, by_position: bool) -> pd.DataFrame:
+def _relabel_seeds(cells: dict[tuple[int, int], Scores], by_position: bool
+                   ) -> dict[tuple[int, int], Scores]:
     """Seeds 0..S-1 by position, or their per-bar mean as the one seed 0."""
-    parts = {}
-    for score in dict.fromkeys(table.columns.get_level_values(0)):
-        block = table[score]
-        if by_position:
-            block = block.set_axis(range(block.shape[1]), axis=1)
-        else:
-            block = block.mean(axis=1).to_frame(0)
-        parts[score] = block
-    return pd.concat(parts, axis=1)
+    seeds = sorted({s for _, s in cells})
+    if by_position:
+        return {(f, seeds.index(s)): scores for (f, s), scores in cells.items()}
+    out = {}
+    for fold in sorted({f for f, _ in cells}):
+        parts = [cells[(fold, s)] for s in seeds if (fold, s) in cells]
+        mean = Scores(parts[0].times)
+        for column in parts[0].columns:
+            values = np.stack([_on(p, column, mean.times) for p in parts])
+            seen = np.isfinite(values).sum(axis=0)
+            total = np.where(np.isfinite(values), values, 0.0).sum(axis=0)
+            mean.put(mean.times, {column: np.where(seen > 0, total / np.maximum(seen, 1),
+                                                   np.nan)})
+        out[(fold, 0)] = mean
+    return out
+
+
+def _on(scores: Scores, column: str, times: np.ndarray) -> np.ndarray:
+    """``column`` of ``scores`` on ``times`` (NaN where it has no value)."""
+    if np.array_equal(scores.times, times) and column in scores.columns:
+        return scores.columns[column].astype(np.float64)
+    out = np.full(len(times), np.nan)
+    if column in scores.columns:
+        at = np.searchsorted(scores.times, times).clip(0, max(len(scores.times) - 1, 0))
+        hit = scores.times[at] == times
+        out[hit] = scores.columns[column][at[hit]]
+    return out
 
 
 def _seeds(metrics: dict[str, Any]) -> list[int]:
