@@ -8,6 +8,7 @@ hand-computed values on constructed inputs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -33,9 +34,11 @@ from selfdistill.report.markup import interval
 from selfdistill.report.outputs import headline_outputs
 from selfdistill.report.rundata import RunData
 from selfdistill.report.trading import CostModel, cell_trades, net_returns, summarise_trading
+from selfdistill.rundir.read import read_curves, read_predictions
 from tiny_experiment import tiny_config
 
 SELECTED = ("born_again_selected", "-")
+TRADES = ("open_time", "position", "asset_return", "net")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,7 @@ def _with_choice(run: RunData, choice: dict[tuple[int, int], str]) -> RunData:
     for rec in metrics["records"]:
         if rec["method"].startswith("born_again_selected") and rec.get("seed") is not None:
             rec["selected_from"] = choice[(int(rec["seed"]), int(rec["fold"]))]
-    return RunData(metrics, run.config, run.config_text, run.predictions, run.curves,
-                   run.prices, run.created_at, run.incomplete)
+    return dataclasses.replace(run, metrics=metrics)
 
 
 # ------------------------------------------------------------------ trading
@@ -122,11 +124,10 @@ def test_trading_summary_of_a_constructed_curve() -> None:
 
 
 def test_sharpe_at_1x_costs_is_the_runs_own_sharpe(run: RunData) -> None:
-    assert run.curves is not None
     assert run.costs is not None
     checked = 0
     for output in headline_outputs(run.index, gated=True):
-        s = summarise_trading(run.index.rows(run.curves, output), run.costs)
+        s = summarise_trading(run.output_rows(output, TRADES, curves=True), run.costs)
         agg = run.index.aggregates[("test", *output)].get("sharpe")
         assert s is not None, output
         assert isinstance(agg, dict), output
@@ -141,9 +142,8 @@ def test_trading_section_shows_the_counts_and_three_cost_levels(run: RunData) ->
     for title in ("trades", "avg. holding (bars)", "long", "short", "flat", "exposure",
                   "Sharpe 0x costs", "Sharpe 1x costs", "Sharpe 2x costs"):
         assert f">{title}</th>" in html
-    assert run.curves is not None
     assert run.costs is not None
-    base = summarise_trading(run.index.rows(run.curves, ("baseline", "-")), run.costs)
+    base = summarise_trading(run.output_rows(("baseline", "-"), TRADES, curves=True), run.costs)
     assert base is not None
     row = re.search(r"<tr><td>baseline</td>(.*?)</tr>", html)
     assert row is not None
@@ -158,24 +158,30 @@ def test_trading_section_shows_the_counts_and_three_cost_levels(run: RunData) ->
 # ------------------------------------------------------------------ selected members
 
 
-def test_a_selected_output_follows_each_cells_choice(run: RunData) -> None:
+def test_a_selected_output_follows_each_cells_choice(run: RunData, run_dir: Path) -> None:
     choice = {(0, 0): "generation=0", (0, 1): "generation=1", (1, 0): "generation=1",
               (1, 1): "generation=1"}
     changed = _with_choice(run, choice)
     assert changed.index.label(SELECTED) == \
         "born_again_selected (generation=1 (3 cells), generation=0 (1 cell))"
-    assert run.curves is not None
-    rows = changed.index.rows(run.curves, SELECTED)
+    assert changed.index.sources(SELECTED) == [("born_again", "generation=0"),
+                                               ("born_again", "generation=1")]
+    rows = changed.output_rows(SELECTED, TRADES, curves=True)
+    curves = read_curves(run_dir)
+    assert curves is not None
     for (seed, fold), member in choice.items():
-        cell = rows[(rows["seed"] == seed) & (rows["fold"] == fold)]
-        own = run.curves[(run.curves["method"] == "born_again")
-                         & (run.curves["member"] == member) & (run.curves["seed"] == seed)
-                         & (run.curves["fold"] == fold)]
+        cell = rows[(rows["seed"] == seed) & (rows["fold"] == fold)].sort_values("open_time")
+        own = curves[(curves["method"] == "born_again") & (curves["member"] == member)
+                     & (curves["seed"] == seed) & (curves["fold"] == fold)]
         assert len(cell) == len(own) > 0
-        assert np.array_equal(cell["net"].to_numpy(), own["net"].to_numpy())
+        assert np.array_equal(cell["net"].to_numpy(), own.sort_values("open_time")["net"])
+    assert len(rows) == sum(len(curves[(curves["method"] == "born_again")
+                                       & (curves["member"] == "generation=0")
+                                       & (curves["seed"] == s) & (curves["fold"] == f)])
+                            for s, f in choice)  # one member's rows per cell, no more
 
 
-def test_panels_show_the_selected_member_not_the_last(run: RunData,
+def test_panels_show_the_selected_member_not_the_last(run: RunData, run_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     first = "generation=0"  # the tiny run's last generation is 1
     changed = _with_choice(run, dict.fromkeys([(s, f) for s in (0, 1) for f in (0, 1)], first))
@@ -190,9 +196,9 @@ def test_panels_show_the_selected_member_not_the_last(run: RunData,
     sec.calibration_section(changed)
     panel = next(p for p in drawn if p.title == "born_again_selected")
     assert panel.subtitle == "selected: generation=0"
-    test = run.predictions[(run.predictions["split"] == "test")
-                           & (run.predictions["method"] == "born_again")
-                           & (run.predictions["member"] == first)]
+    every = read_predictions(run_dir)
+    test = every[(every["split"] == "test") & (every["method"] == "born_again")
+                 & (every["member"] == first)]
     proba = test[["p_bull", "p_bear", "p_sideways"]].to_numpy(dtype=np.float64)
     assert panel.before == reliability_curve(test["label"].to_numpy(), proba, 10)
     confusion = sec.confusion_section(changed)

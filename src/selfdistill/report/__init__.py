@@ -1,7 +1,8 @@
 """A self-contained HTML report (and a Markdown summary) from a run directory.
 
 :func:`write_report` reads only the run directory (config.yaml, metrics.json,
-predictions.parquet, backtest.parquet, prices.parquet) and writes
+predictions.parquet, backtest.parquet, prices.parquet: only the rows and columns it
+draws, output by output) and writes
 ``report.html`` — one file, CSS inline, figures embedded as base64 PNG (drawn
 with matplotlib's Agg canvas), no script, no external URL — and
 ``summary.md`` with the same headline table. timings.json gives the run's
@@ -15,13 +16,13 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from selfdistill._version import __version__
 from selfdistill.atomic import atomic_write_text
 from selfdistill.errors import DataError
 from selfdistill.report.market import identity_strip
+from selfdistill.report.runfiles import RunFiles
 from selfdistill.report.sections import RunData, build_sections
 from selfdistill.report.style import CSS
 from selfdistill.report.tables import (
@@ -31,9 +32,9 @@ from selfdistill.report.tables import (
     markdown_table,
 )
 from selfdistill.report.tuning import load_tune
-from selfdistill.rundir.layout import CONFIG_FILE, PRICES_FILE, TIMINGS_FILE, damaged
+from selfdistill.rundir.layout import CONFIG_FILE, TIMINGS_FILE, damaged
 from selfdistill.rundir.lifecycle import incomplete_reason
-from selfdistill.rundir.read import read_curves, read_metrics, read_predictions, read_prices
+from selfdistill.rundir.read import read_metrics
 
 __all__ = ["load_run", "render_html", "render_markdown", "write_report"]
 
@@ -44,34 +45,24 @@ SUMMARY_FILE = "summary.md"
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    """Read what the report needs from a run directory (nothing else)."""
+    """Read what the report needs from a run directory (nothing else): the small files
+    now, the Parquet files' footers now (a damaged file fails here) and their rows when a
+    section draws them (:class:`~selfdistill.report.runfiles.RunFiles`)."""
     path = Path(run_dir)
     if not path.is_dir():
         raise DataError(f"run directory '{path}' does not exist")
     config_path = path / CONFIG_FILE
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
-    # runs from before prices.parquet existed still report (without the price sections)
-    prices = read_prices(path) if (path / PRICES_FILE).is_file() else None
     try:
         config = yaml.safe_load(config_text) or {}
     except yaml.YAMLError as exc:
         raise damaged(config_path, exc) from exc  # the message keeps only its first line
-    return RunData(metrics=read_metrics(path), config=config,
-                   config_text=config_text, predictions=_labels(read_predictions(path)),
-                   curves=_optional_labels(read_curves(path)), prices=prices,
+    metrics = read_metrics(path)
+    files = RunFiles(path)
+    files.check()  # runs from before prices.parquet existed report without its sections
+    return RunData(metrics=metrics, config=config, config_text=config_text, files=files,
                    created_at=_created_at(path), incomplete=incomplete_reason(path),
                    tune=load_tune(path))
-
-
-def _optional_labels(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    return None if frame is None else _labels(frame)
-
-
-def _labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """Output and split names as categories: every section filters by them, and comparing
-    categories is much faster than comparing strings."""
-    names = [c for c in ("split", "method", "member") if c in frame.columns]
-    return frame.astype(dict.fromkeys(names, "category"))
 
 
 def _created_at(path: Path) -> str | None:

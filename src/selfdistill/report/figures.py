@@ -6,7 +6,9 @@ embedding, so the HTML needs no file or network next to it.
 
 Axes are placed at fixed positions in inches (:func:`_canvas`), not by a layout engine:
 constrained layout measured every tick label of every figure and cost more than half of
-the report's time. Intervals are drawn as they are (``ci_low`` to ``ci_high``), never as
+the report's time. Long lines and regime shadings are reduced to a few thousand points
+or spans (:mod:`selfdistill.report.decimate`), after every number is computed from every
+bar. Intervals are drawn as they are (``ci_low`` to ``ci_high``), never as
 a mean plus or minus a half-width.
 """
 
@@ -26,6 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num, num2date
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from selfdistill.report.decimate import majority_runs, minmax_indices
 
 __all__ = [
     "BASELINE_STYLES",
@@ -251,26 +255,22 @@ def reliability_figure(panels: Sequence[ReliabilityPanel]) -> Figure:
     return fig
 
 
-def _runs(times: np.ndarray, regime: np.ndarray) -> list[tuple[int, int, int]]:
-    """(start index, end index exclusive, class) of each run of equal consecutive values."""
-    if len(regime) == 0:
-        return []
-    edges = np.flatnonzero(np.diff(regime)) + 1
-    starts = np.concatenate([[0], edges])
-    ends = np.concatenate([edges, [len(regime)]])
-    return [(int(s), int(e), int(regime[s])) for s, e in zip(starts, ends, strict=True)]
-
-
 def _shade(ax: Any, times: pd.Series, regime: np.ndarray, class_names: Sequence[str]) -> None:
-    """One broken bar per class (cheap to draw, unlike a fill per bar)."""
-    x = date2num(_x(times))
-    step = float(np.median(np.diff(x))) if len(x) > 1 else 1.0
+    """One broken bar per class (cheap to draw, unlike a fill per bar); long series are
+    shaded slice by slice (:func:`~selfdistill.report.decimate.majority_runs`)."""
     spans: dict[int, list[tuple[float, float]]] = {}
-    for s, e, k in _runs(x, regime):
-        spans.setdefault(k, []).append((x[s], x[e - 1] - x[s] + step))
+    for left, width, k in majority_runs(date2num(_x(times)), regime):
+        spans.setdefault(k, []).append((left, width))
     for k, name in enumerate(class_names):
         ax.broken_barh(spans.get(k, []), (0, 1), transform=ax.get_xaxis_transform(),
                        color=REGIME_COLORS[k % 3], alpha=0.25, linewidth=0, label=name)
+
+
+def _line(ax: Any, times: pd.Series, values: np.ndarray, **style: Any) -> None:
+    """``values`` over ``times`` through a few thousand points that keep its first, last,
+    lowest and highest (:func:`~selfdistill.report.decimate.minmax_indices`)."""
+    keep = minmax_indices(values)
+    ax.plot(_x(times.to_numpy()[keep]), values[keep], **style)
 
 
 @_styled
@@ -292,7 +292,8 @@ def regimes_figure(prices: pd.DataFrame, predicted: pd.DataFrame, class_names: S
         truth = span.dropna(subset=["true_regime"])
         rows.append(("true regime (synthetic market)", truth["open_time"], truth["true_regime"]))
     for ax, (name, times, regime) in zip(axes, rows, strict=True):
-        ax.plot(_x(span["open_time"]), span["close"], color="black", linewidth=0.7)
+        _line(ax, span["open_time"], span["close"].to_numpy(dtype=np.float64), color="black",
+              linewidth=0.7)
         _shade(ax, times, np.asarray(regime, dtype=np.int64), class_names)
         ax.set_title(name, loc="left")
         ax.set_ylabel("close")
@@ -308,7 +309,9 @@ def equity_figure(curves: dict[str, pd.DataFrame], baselines: Sequence[str] = ()
     """Equity (top) and drawdown (bottom) of each strategy over the test blocks.
 
     Args:
-        curves: ``{label: frame}`` with ``open_time`` and ``net`` per decision, in time order.
+        curves: ``{label: frame}`` with ``open_time`` and ``net`` per decision, in time order
+            (equity and drawdown from every decision; each line drawn through at most
+            :data:`~selfdistill.report.decimate.MAX_LINE_POINTS` of them, its extremes kept).
         baselines: labels drawn as the trading baselines (grey, dashed): keys of
             :data:`BASELINE_STYLES`.
     """
@@ -316,15 +319,16 @@ def equity_figure(curves: dict[str, pd.DataFrame], baselines: Sequence[str] = ()
                                gap_h=0.45)
     k = 0
     for name, frame in curves.items():
-        equity = np.cumprod(1.0 + frame["net"].to_numpy())
+        equity = np.cumprod(1.0 + frame["net"].to_numpy(dtype=np.float64))  # every bar
         peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
         if name in baselines:
             color, style = BASELINE_STYLES.get(name, ("#777777", "--"))
         else:
             color, style, k = _LINE_COLORS[k % len(_LINE_COLORS)], "-", k + 1
-        x = _x(frame["open_time"])
-        top.plot(x, equity, label=name, color=color, linestyle=style, linewidth=1.1)
-        bottom.plot(x, equity / peak - 1.0, color=color, linestyle=style, linewidth=0.9)
+        _line(top, frame["open_time"], equity, label=name, color=color, linestyle=style,
+              linewidth=1.1)
+        _line(bottom, frame["open_time"], equity / peak - 1.0, color=color, linestyle=style,
+              linewidth=0.9)
     for ax in (top, bottom):
         _fixed(ax, "y", 5)
     _dates(bottom, shared=top)

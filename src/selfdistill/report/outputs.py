@@ -96,6 +96,19 @@ class OutputIndex:
             return output
         return _base_method(method), picked
 
+    def sources(self, output: Output) -> list[Output]:
+        """The (method, member) pairs whose rows the output shows in some cell: the output
+        itself, or for a selection every member a cell chose."""
+        picks = sorted({v for (m, _, _), v in self.chosen.items() if m == output[0]})
+        if not picks:
+            return [output]
+        return [(_base_method(output[0]), p) for p in picks]
+
+    def seeds(self) -> list[int]:
+        """Every seed with a cell record, ascending."""
+        return sorted({int(r["seed"]) for recs in self.cells.values() for r in recs
+                       if r.get("seed") is not None})
+
     def selected_from(self, output: Output) -> str | None:
         """The member(s) a selected output showed: ``generation=4``, or
         ``generation=4 (3 cells), generation=2 (1 cell)`` when cells chose differently;

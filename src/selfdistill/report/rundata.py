@@ -1,15 +1,24 @@
-"""What the report reads from a run directory, held in memory (nothing else is read)."""
+"""What the report reads from a run directory (nothing else is read).
+
+metrics.json, config.yaml, timings.json and tune.json are small and held in memory; the
+Parquet files are read output by output, as each section needs them
+(:meth:`RunData.output_rows`, :class:`~selfdistill.report.runfiles.RunFiles`), so the
+report's memory does not grow with the run's outputs x seeds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
-from selfdistill.report.outputs import OutputIndex
+from selfdistill.report.outputs import Output, OutputIndex
+from selfdistill.report.runfiles import KEYS, RunFiles
 from selfdistill.report.trading import CostModel
+from selfdistill.rundir.read import Filters
 
 __all__ = ["RunData"]
 
@@ -21,9 +30,7 @@ class RunData:
     Attributes:
         metrics: metrics.json.
         config: config.yaml, parsed; ``config_text`` as written.
-        predictions: predictions.parquet (validation and test rows).
-        curves: backtest.parquet (None when the backtest was off).
-        prices: prices.parquet (None for runs from before it existed).
+        files: predictions.parquet, backtest.parquet and prices.parquet, read on demand.
         created_at: timings.json's ``created_at`` (ISO-8601 UTC), when known.
         incomplete: why the run is marked INCOMPLETE, or None.
         tune: tune.json of a run written by ``selfdistill tune`` (None otherwise).
@@ -32,9 +39,7 @@ class RunData:
     metrics: dict[str, Any]
     config: dict[str, Any]
     config_text: str
-    predictions: pd.DataFrame
-    curves: pd.DataFrame | None
-    prices: pd.DataFrame | None
+    files: RunFiles
     created_at: str | None = None
     incomplete: str | None = None
     tune: dict[str, Any] | None = None
@@ -65,3 +70,26 @@ class RunData:
             return None
         return CostModel(float(bt.get("fee_bps", 0.0)), float(bt.get("slippage_bps", 0.0)),
                          float(ppy))
+
+    @property
+    def first_seed(self) -> int | None:
+        """The lowest seed with a cell (the one single-seed figures show)."""
+        seeds = self.index.seeds()
+        return seeds[0] if seeds else None
+
+    def output_rows(self, output: Output, columns: Sequence[str], *, curves: bool = False,
+                    split: str | None = None, seed: int | None = None) -> pd.DataFrame:
+        """The output's rows of predictions.parquet (or backtest.parquet with ``curves``)
+        on ``split`` / ``seed`` when given: ``columns`` plus method, member, seed and
+        fold; a selected output's rows are its chosen member's, cell by cell."""
+        sources = self.index.sources(output)
+        filters: Filters = [("method", "in", sorted({m for m, _ in sources})),
+                            ("member", "in", sorted({s for _, s in sources})),
+                            *([("split", "==", split)] if split is not None else []),
+                            *([("seed", "==", seed)] if seed is not None else [])]
+        wanted = list(dict.fromkeys([*KEYS, *columns]))
+        read = self.files.curves if curves else self.files.predictions
+        frame = read(wanted, filters)
+        if sources == [output]:  # the filter was exact
+            return frame
+        return self.index.rows(frame, output)

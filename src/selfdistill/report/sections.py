@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import yaml
 from selfdistill.evaluation.aggregate import ORDINAL_KEYS, member_keys
 from selfdistill.evaluation.metrics import reliability_curve
 from selfdistill.report import figures as fg
+from selfdistill.report.decimate import MAX_LINE_POINTS, MAX_SPANS
 from selfdistill.report.disagreement import uncertainty_section
 from selfdistill.report.folds import folds_section
 from selfdistill.report.market import data_section
@@ -57,10 +59,6 @@ SECTION_IDS = (
 )
 _MAX_PANELS = 8
 _RELIABILITY_BINS = 10
-
-
-def _first_seed(frame: Any) -> Any:
-    return frame[frame["seed"] == frame["seed"].min()] if len(frame) else frame
 
 
 def panel_outputs(run: RunData) -> list[Output]:
@@ -118,15 +116,19 @@ def results_section(run: RunData) -> str:
     return out
 
 
+_BACKTEST_OFF = "The backtest is off (backtest.enabled: false)."
+_TRADES = ("open_time", "position", "asset_return")
+
+
 def trading_section(run: RunData) -> str:
     costs = run.costs
-    if run.curves is None or run.curves.empty or costs is None:
-        return note("The backtest is off (backtest.enabled: false).")
+    if not run.files.has_curves or costs is None:
+        return note(_BACKTEST_OFF)
     header = ["output", "trades", "avg. holding (bars)", "long", "short", "flat", "exposure",
               *(f"Sharpe {k:g}x costs" for k in COST_MULTIPLES)]
     rows = []
     for output in headline_outputs(run.index, gated=True):
-        s = summarise_trading(run.index.rows(run.curves, output), costs)
+        s = summarise_trading(run.output_rows(output, _TRADES, curves=True), costs)
         if s is None:
             continue
         rows.append([run.index.label(output), f"{s.trades:,.1f}", fmt(s.holding_bars, 1),
@@ -145,24 +147,36 @@ def trading_section(run: RunData) -> str:
 
 
 def equity_section(run: RunData) -> str:
-    if run.curves is None or run.curves.empty:
-        return note("The backtest is off (backtest.enabled: false).")
+    seed = run.first_seed
+    if not run.files.has_curves or seed is None:
+        return note(_BACKTEST_OFF)
     best = run.findings.get("best_alternative")
     models = [*self_distillation_outputs(run.index, run.findings.get("methods")),
               featured_output(run.index), ("baseline", "-"), *([(best, "-")] if best else [])]
-    curves = _first_seed(run.curves)
     shown = {}
     for output in [*dict.fromkeys(models), *((b, "-") for b in TRADING_BASELINES)]:
-        frame = run.index.rows(curves, output)
+        frame = run.output_rows(output, ("open_time", "net"), curves=True, seed=seed)
         if len(frame):
             shown[run.index.label(output)] = frame.sort_values("open_time")
+    if not shown:
+        return note("No backtest rows in backtest.parquet.")
     fig = fg.equity_figure(shown, baselines=TRADING_BASELINES)
-    seed = int(run.curves["seed"].min())
+    bars = max(len(f) for f in shown.values())
     return (img(fg.to_data_uri(fig), "equity and drawdown")
             + note(f"Test blocks of every fold in time order, seed {seed}; each block starts "
                    "flat. Fills at the next bar's open; fees and slippage per side on every "
                    "position change. Selected outputs follow the member each fold chose on "
-                   "validation; random: random timing with the baseline's turnover."))
+                   "validation; random: random timing with the baseline's turnover."
+                   + _decimated(bars)))
+
+
+def _decimated(bars: int) -> str:
+    """What a long line's figure shows, for its caption (nothing when every bar is drawn)."""
+    if bars <= MAX_LINE_POINTS:
+        return ""
+    return (f" Each line is drawn through {MAX_LINE_POINTS:,} of its {bars:,} points: the "
+            "first, the last and the lowest and highest of every equal slice (computed "
+            "from every bar, so peaks and troughs are exact).")
 
 
 def _ordinal_series(run: RunData, metrics: tuple[str, ...]
@@ -208,23 +222,30 @@ def _after_temperature(proba: np.ndarray, temps: np.ndarray) -> np.ndarray:
     return after
 
 
+def _reliability_panel(run: RunData, output: Output) -> fg.ReliabilityPanel | None:
+    """The output's reliability before (and after) temperature scaling on its test rows;
+    None without rows."""
+    probas = [f"p_{c}" for c in run.class_names]
+    has_t = "temperature" in run.files.prediction_columns
+    rows = run.output_rows(output, [*probas, "label", *(["temperature"] if has_t else [])],
+                           split="test")
+    if rows.empty:
+        return None
+    proba = rows[probas].to_numpy(dtype=np.float64)  # (N, C)
+    y = rows["label"].to_numpy()
+    temps = rows["temperature"].to_numpy(dtype=np.float64) if has_t else np.array([np.nan])
+    after = None
+    if np.isfinite(temps).any():  # calibration was on for this output
+        after = reliability_curve(y, _after_temperature(proba, temps), _RELIABILITY_BINS)
+    return fg.ReliabilityPanel(output[0] if output[1] == "-" else " ".join(output),
+                               _subtitle(run, output),
+                               reliability_curve(y, proba, _RELIABILITY_BINS), after)
+
+
 def calibration_section(run: RunData) -> str:
-    test = run.predictions[run.predictions["split"] == "test"]
-    calibrated = "temperature" in test and not test["temperature"].isna().all()
-    panels = []
-    for output in panel_outputs(run):
-        rows = run.index.rows(test, output)
-        if rows.empty:
-            continue
-        proba = rows[[f"p_{c}" for c in run.class_names]].to_numpy(dtype=np.float64)
-        y = rows["label"].to_numpy()
-        after = None
-        if calibrated:
-            temps = rows["temperature"].to_numpy(dtype=np.float64)
-            after = reliability_curve(y, _after_temperature(proba, temps), _RELIABILITY_BINS)
-        panels.append(fg.ReliabilityPanel(output[0] if output[1] == "-" else " ".join(output),
-                                          _subtitle(run, output),
-                                          reliability_curve(y, proba, _RELIABILITY_BINS), after))
+    panels = [p for p in map(partial(_reliability_panel, run), panel_outputs(run))
+              if p is not None]
+    calibrated = any(p.after is not None for p in panels)
     if not panels:
         return note("No test predictions in predictions.parquet.")
     said = ("the temperature of each cell was fitted on that cell's validation rows only"
@@ -271,18 +292,27 @@ def confusion_section(run: RunData) -> str:
 
 
 def regimes_section(run: RunData) -> str:
-    if run.prices is None:
+    if not run.files.has_prices:
         return note("prices.parquet is missing from the run directory.")
     output = featured_output(run.index)
-    test = _first_seed(run.index.rows(run.predictions[run.predictions["split"] == "test"],
-                                      output))
-    if test.empty:
+    seed = run.first_seed
+    test = run.output_rows(output, ("open_time", "pred"), split="test", seed=seed)
+    if test.empty or seed is None:
         return note(f"No test predictions of {output[0]} in predictions.parquet.")
-    seed = int(test["seed"].iloc[0])
+    test = test.sort_values("open_time")
+    first, last = test["open_time"].iloc[0], test["open_time"].iloc[-1]
+    prices = run.files.prices(("open_time", "close", "true_regime"),
+                              [("open_time", ">=", first), ("open_time", "<=", last)])
     title = f"{run.index.label(output)}, seed {seed}; lowest validation NLL"
-    fig = fg.regimes_figure(run.prices, test.sort_values("open_time"), run.class_names,
+    fig = fg.regimes_figure(prices.sort_values("open_time"), test, run.class_names,
                             title=title)
-    return img(fg.to_data_uri(fig), "price with regimes")
+    bars = max(len(test), len(prices))
+    if bars <= MAX_LINE_POINTS:
+        return img(fg.to_data_uri(fig), "price with regimes")
+    return img(fg.to_data_uri(fig), "price with regimes") + note(
+        f"{bars:,} bars: the close is drawn through {MAX_LINE_POINTS:,} of them (the lowest "
+        f"and highest of every equal slice), and where there are more than {MAX_SPANS:,} "
+        f"bars each of {MAX_SPANS:,} equal slices is shaded by its most frequent regime.")
 
 
 def config_section(run: RunData) -> str:

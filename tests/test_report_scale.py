@@ -1,0 +1,175 @@
+"""The report on long runs: it reads only the rows and columns it draws, draws long lines
+through a bounded number of points that keep their extremes, and gives the same page
+whatever the Parquet files' row groups and row order.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from selfdistill.errors import DataError
+from selfdistill.evaluation import run_experiment
+from selfdistill.report import figures as fg
+from selfdistill.report import load_run, render_html, runfiles
+from selfdistill.report.decimate import (
+    MAX_LINE_POINTS,
+    majority_runs,
+    minmax_indices,
+    runs,
+)
+from selfdistill.rundir.read import read_predictions, read_run_parquet
+from tiny_experiment import tiny_config
+
+PARQUETS = ("predictions.parquet", "backtest.parquet", "prices.parquet")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("scale") / "run"
+    run_experiment(tiny_config(methods=["majority", "baseline", "born_again", "lightgbm"]),
+                   out_dir=out, workers=1)
+    return out
+
+
+def _without_images(page: str) -> str:
+    return re.sub(r'src="data:image/png;base64,[^"]*"', 'src=""', page)
+
+
+# ------------------------------------------------------------------ decimation
+
+
+@pytest.mark.parametrize("n", [5, 1_000, 4_001, 123_457])
+@pytest.mark.parametrize("max_points", [4, 101, 4_000])
+def test_minmax_keeps_ends_and_every_slices_extremes(n: int, max_points: int) -> None:
+    rng = np.random.default_rng(n + max_points)
+    y = np.cumsum(rng.normal(size=n))
+    keep = minmax_indices(y, max_points)
+    assert len(keep) <= max_points
+    assert np.all(np.diff(keep) > 0)  # ascending, no repeats
+    assert keep[0] == 0 and keep[-1] == n - 1  # noqa: PT018
+    assert y[keep].min() == y.min() and y[keep].max() == y.max()  # noqa: PT018
+    if n <= max_points:
+        assert keep.tolist() == list(range(n))
+        return
+    edges = np.linspace(1, n - 1, (max_points - 2) // 2 + 1).astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        part = y[lo:hi]
+        assert lo + int(np.argmin(part)) in keep
+        assert lo + int(np.argmax(part)) in keep
+
+
+def test_minmax_refuses_too_few_points() -> None:
+    with pytest.raises(ValueError, match="at least 4"):
+        minmax_indices(np.arange(10.0), 3)
+
+
+def test_short_regime_series_are_shaded_run_by_run() -> None:
+    x = np.arange(6, dtype=float)
+    assert runs(np.array([1, 1, 0, 2, 2, 2])) == [(0, 2, 1), (2, 3, 0), (3, 6, 2)]
+    assert majority_runs(x, np.array([1, 1, 0, 2, 2, 2])) == [(0.0, 2.0, 1), (2.0, 1.0, 0),
+                                                              (3.0, 3.0, 2)]
+
+
+def test_long_regime_series_are_shaded_by_the_mode_of_each_slice() -> None:
+    # 10 slices of 100 bars: slices 0-4 mostly bull (0) with a bear (1) blip, 5-9 sideways
+    codes = np.repeat([0, 2], 500)
+    codes[::7] = 1  # a minority in every slice
+    x = np.arange(1000, dtype=float)
+    spans = majority_runs(x, codes, max_spans=10)
+    assert spans == [(0.0, 500.0, 0), (500.0, 500.0, 2)]
+    assert len(majority_runs(x, np.arange(1000) % 3, max_spans=10)) <= 10
+
+
+def test_equity_figure_draws_a_bounded_line_with_its_true_drawdown() -> None:
+    n = 50_000
+    rng = np.random.default_rng(0)
+    net = rng.normal(0, 0.001, size=n)
+    net[31_337] = -0.2  # one crash: the worst drawdown must stay on the chart
+    times = pd.date_range("2020-01-01", periods=n, freq="min", tz="UTC")
+    frame = pd.DataFrame({"open_time": times, "net": net})
+    fig = fg.equity_figure({"model": frame})
+    top, bottom = fig.axes
+    equity = np.cumprod(1 + net)
+    drawdown = equity / np.maximum.accumulate(equity) - 1
+    for ax, full in ((top, equity), (bottom, drawdown)):
+        (line,) = ax.get_lines()
+        drawn = np.asarray(line.get_ydata(), dtype=float)
+        assert len(drawn) <= MAX_LINE_POINTS
+        assert drawn.min() == full.min() and drawn.max() == full.max()  # noqa: PT018
+        assert drawn[0] == full[0] and drawn[-1] == full[-1]  # noqa: PT018
+
+
+# ------------------------------------------------------------------ what is read
+
+
+def test_the_report_reads_only_filtered_rows_of_predictions(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    total = pq.ParquetFile(run_dir / "predictions.parquet").metadata.num_rows
+    calls: list[tuple[Any, Any, int]] = []
+    read = runfiles.read_predictions
+
+    def spy(path: Path, **kwargs: Any) -> pd.DataFrame:
+        frame = read(path, **kwargs)
+        calls.append((kwargs.get("columns"), kwargs.get("filters"), len(frame)))
+        return frame
+
+    monkeypatch.setattr(runfiles, "read_predictions", spy)
+    render_html(load_run(run_dir))
+    assert len(calls) >= 5  # a reliability panel per output, the regimes
+    for columns, filters, rows in calls:
+        assert columns is not None and "variance" not in columns  # noqa: PT018
+        assert {f[0] for f in filters} >= {"method", "member", "split"}
+        assert rows <= total / 4  # test rows of one output, never the file
+
+
+def test_filtered_reads_match_the_whole_file(run_dir: Path) -> None:
+    every = read_predictions(run_dir)
+    got = read_predictions(run_dir, columns=["open_time", "method", "p_bull"],
+                           filters=[("split", "==", "test"), ("method", "in", {"baseline"})],
+                           categories=["method"])
+    want = every[(every["split"] == "test") & (every["method"] == "baseline")]
+    assert list(got.columns) == ["open_time", "method", "p_bull"]
+    assert isinstance(got["method"].dtype, pd.CategoricalDtype)
+    assert len(got) == len(want) > 0
+    assert np.array_equal(got["p_bull"].to_numpy(), want["p_bull"].to_numpy())
+
+
+def test_a_column_the_file_lacks_is_one_clear_error(run_dir: Path) -> None:
+    with pytest.raises(DataError, match=r"has no column 'nope'.*run the experiment again"):
+        read_run_parquet(run_dir / "predictions.parquet", columns=["nope"])
+
+
+# ------------------------------------------------------------------ row groups, row order
+
+
+def _rewrite(path: Path, seed: int) -> int:
+    """Shuffle the file's rows and write them in small row groups; return how many."""
+    table = pq.read_table(path)
+    order = np.random.default_rng(seed).permutation(table.num_rows)
+    shuffled = table.take(pa.array(order))
+    pq.write_table(shuffled, path, row_group_size=max(1, table.num_rows // 7))
+    return pq.ParquetFile(path).num_row_groups
+
+
+def test_row_groups_and_row_order_do_not_change_the_report(run_dir: Path,
+                                                           tmp_path: Path) -> None:
+    original = render_html(load_run(run_dir))
+    copied = tmp_path / "run"
+    shutil.copytree(run_dir, copied)
+    for i, name in enumerate(PARQUETS):
+        assert _rewrite(copied / name, i) >= 7
+    page = render_html(load_run(copied))
+    assert _without_images(page) == _without_images(original)  # every table, every note
+    assert page.count("data:image/png;base64,") == original.count("data:image/png;base64,")
