@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from selfdistill.config import load_config
 from selfdistill.errors import ConfigError
@@ -28,9 +31,13 @@ from selfdistill.evaluation.aggregate import (
     aggregate_records,
     compare_outputs,
 )
-from selfdistill.evaluation.cell import BacktestSettings, score_cell
+from selfdistill.evaluation.cell import BacktestSettings
 from selfdistill.evaluation.evidence import build_evidence
-from selfdistill.evaluation.fold import build_dataset, load_candles
+from selfdistill.evaluation.fold import build_dataset, holdout_split, load_candles
+from selfdistill.evaluation.scoring import CellScores, score_lineages
+from selfdistill.methods import Lineage
+from selfdistill.rundir.frames import FrameWriter
+from selfdistill.splits import Split
 from tiny_experiment import tiny_config
 
 
@@ -103,54 +110,63 @@ def test_cells_cover_folds_x_seeds_and_keep_models_of_one() -> None:
 # ------------------------------------------------------------------ one cell
 
 
-def _cell_inputs(n_val: int = 200, n_test: int = 100) -> tuple[list[dict[str, Any]],
-                                                               pd.DataFrame, pd.Series]:
-    rng = np.random.default_rng(0)
-    times = pd.date_range("2024-01-01", periods=n_val + n_test + 5, freq="h", tz="UTC")
-    opens = pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(times)))), index=times)
-    frames, records = [], []
-    for split, rows in (("val", np.arange(n_val)), ("test", np.arange(n_val, n_val + n_test))):
-        y = rng.integers(0, 3, len(rows))
-        logits = rng.normal(0, 1, (len(rows), 3)) * 3  # over-confident
-        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        frames.append(pd.DataFrame({"open_time": times[rows], "split": split,
-                                    "method": "baseline", "member": "-", "p_bull": p[:, 0],
-                                    "p_bear": p[:, 1], "p_sideways": p[:, 2], "label": y}))
-        records.append({"method": "baseline", "generation": None, "split": split, "seed": 0,
-                        "fold": 0, "n": len(rows), "accuracy": 0.0})
-    return records, pd.concat(frames, ignore_index=True), opens
+@dataclass
+class _Fixed:
+    """A member whose probabilities are given for every row (over-confident noise)."""
+
+    proba: np.ndarray  # (R, C)
+    keys: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, x: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
+        return self.proba[rows.numpy()]
 
 
 SETTINGS = BacktestSettings(enabled=True, fee_bps=5.0, slippage_bps=0.0, allow_short=True,
                             sizing="fixed", uncertainty_gate=None, periods_per_year=8760)
 
 
-def test_score_cell_fits_temperature_on_validation_only() -> None:
-    records, preds, opens = _cell_inputs()
-    scored = score_cell(records, preds, opens=opens, settings=SETTINGS,
-                        class_names=("bull", "bear", "sideways"), seed=0, fold=0)
-    val, test = scored.records[0], scored.records[1]
+def _scored(test_label: int | None = None) -> tuple[CellScores, pd.DataFrame | None, Split]:
+    cfg = tiny_config(methods=["baseline"])
+    ds = build_dataset(cfg, *load_candles(cfg))
+    split = holdout_split(ds, cfg)
+    if test_label is not None:  # every test label changed
+        y = ds.labels.y.copy()
+        y.iloc[np.asarray(split.test)] = test_label
+        ds = dataclasses.replace(ds, labels=dataclasses.replace(ds.labels, y=y))
+    logits = np.random.default_rng(0).normal(0, 1, (ds.n_rows, 3)) * 3
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    lineage = Lineage("baseline", [_Fixed(p)])  # type: ignore[list-item]
+    curves = FrameWriter(None)
+    scored = score_lineages(ds, split, [lineage], torch.zeros(ds.n_rows, 1), settings=SETTINGS,
+                            seed=0, fold=0, predictions=FrameWriter(None), curves=curves)
+    return scored, curves.frame(), split
+
+
+def test_scoring_fits_temperature_on_validation_only() -> None:
+    scored, _, _ = _scored()
+    train, val, test = scored.records[:3]
+    assert [r["split"] for r in (train, val, test)] == ["train", "val", "test"]
+    assert "temperature" not in train
     assert val["temperature"] == test["temperature"] > 1.0  # over-confident -> softened
-    assert val["nll_calibrated"] < 1.5
-    changed = preds.copy()
-    changed.loc[changed["split"] == "test", "label"] = 0  # test labels never move T
-    again = score_cell([dict(r) for r in _cell_inputs()[0]], changed, opens=opens,
-                       settings=SETTINGS, class_names=("bull", "bear", "sideways"), seed=0,
-                       fold=0)
-    assert again.records[0]["temperature"] == val["temperature"]
+    assert val["nll_calibrated"] < 1.5 < val["nll"]
+    again, _, _ = _scored(test_label=0)  # test labels never move T
+    assert again.records[1]["temperature"] == val["temperature"]
+    assert again.records[2]["accuracy"] != test["accuracy"]
 
 
-def test_score_cell_backtests_test_rows_and_adds_baseline_rows() -> None:
-    records, preds, opens = _cell_inputs()
-    scored = score_cell(records, preds, opens=opens, settings=SETTINGS,
-                        class_names=("bull", "bear", "sideways"), seed=0, fold=0)
-    test = scored.records[1]
+def test_scoring_backtests_test_rows_and_adds_baseline_rows() -> None:
+    scored, curves, split = _scored()
+    test = scored.records[2]
     assert {"sharpe", "total_return", "max_drawdown", "turnover", "random_sharpe"} <= set(test)
-    assert "sharpe" not in scored.records[0]  # validation rows are not traded
-    methods = [r["method"] for r in scored.records[2:]]
+    assert "sharpe" not in scored.records[1]  # validation rows are not traded
+    methods = [r["method"] for r in scored.records[3:]]
     assert methods == ["buy_and_hold", "always_flat", "random"]
-    assert set(scored.curves["method"]) == {"baseline", "buy_and_hold", "always_flat", "random"}
-    assert len(scored.curves[scored.curves["method"] == "baseline"]) == 100
+    assert curves is not None
+    assert set(curves["method"]) == {"baseline", "buy_and_hold", "always_flat", "random"}
+    assert len(curves[curves["method"] == "baseline"]) == len(split.test)
+    evidence = scored.evidence.outputs[("baseline", "-")]
+    assert len(evidence.times) == len(split.test)
+    assert set(evidence.columns) >= {"correct", "nll", "brier", "net", "random_net"}
 
 
 def test_cells_share_nothing(experiment: tuple[ExperimentResult, Recorder]) -> None:

@@ -75,7 +75,7 @@ def test_a_failed_run_keeps_what_it_wrote_and_marks_it(tmp_path: Path,
             raise atomic.storage_error(Path(path), OSError(errno.ENOSPC, "full"))
         return real(path, write)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("selfdistill.rundir.write.atomic_write", disk_full_on_predictions)
+    monkeypatch.setattr("selfdistill.rundir.frames.atomic_write", disk_full_on_predictions)
     out = tmp_path / "run"
     assert main(["run", str(_config(tmp_path)), "--out", str(out)]) == 1
     line = _error_line(capsys)

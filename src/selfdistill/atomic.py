@@ -28,7 +28,8 @@ from pathlib import Path
 
 from selfdistill.errors import StorageError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "storage_error", "temp_path"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "finish_temp",
+           "storage_error", "temp_path"]
 
 _REASONS = {
     errno.ENOSPC: ("no space left on device", "free some disk space"),
@@ -83,6 +84,25 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+    return path
+
+
+def finish_temp(tmp: Path, path: Path) -> Path:
+    """Finish a file written piece by piece to ``tmp`` (:func:`temp_path` of ``path``):
+    fsync it and rename it over ``path``, as :func:`atomic_write` does.
+
+    Raises:
+        StorageError: the fsync or the rename failed; ``tmp`` is removed.
+    """
+    existed = path.exists()
+    try:
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc, existed=existed) from exc
     _fsync_folder(path.parent)
     return path
 

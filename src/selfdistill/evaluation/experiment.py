@@ -55,7 +55,7 @@ from selfdistill.evaluation.findings import RunFacts
 from selfdistill.evaluation.fold import Dataset, build_dataset, holdout_split, load_candles
 from selfdistill.evaluation.resume import keep_cell, resume_overwrite, resumed_cells
 from selfdistill.evaluation.summary import summarise
-from selfdistill.rundir.cellcache import clear_cells
+from selfdistill.rundir.cellcache import cell_folder, clear_cells
 from selfdistill.rundir.lifecycle import run_directory
 from selfdistill.rundir.read import read_metrics
 from selfdistill.rundir.write import RunContents, write_run
@@ -160,8 +160,9 @@ def _init_worker(ds: Dataset, cfg: RunConfig, settings: BacktestSettings, run_di
 
 
 def _work(cell: Cell) -> CellResult:
+    run_dir = _WORKER["run_dir"]
     return run_cell(_WORKER["ds"], cell, _WORKER["cfg"], settings=_WORKER["settings"],
-                    run_dir=_WORKER["run_dir"])
+                    run_dir=run_dir, parts=cell_folder(run_dir, cell.fold, cell.seed))
 
 
 def _in_process(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: BacktestSettings,
@@ -174,7 +175,8 @@ def _in_process(ds: Dataset, cells: Sequence[Cell], cfg: RunConfig, settings: Ba
     try:
         for cell in cells:
             yield run_cell(ds, cell, cfg, settings=settings, run_dir=run_dir,
-                           callbacks=fit_callbacks)
+                           callbacks=fit_callbacks,
+                           parts=cell_folder(run_dir, cell.fold, cell.seed))
     finally:
         torch.set_num_threads(before)
 
@@ -313,12 +315,14 @@ def _run_cells(cfg: RunConfig, run_dir: Path, workers: int, callbacks: Sequence[
         cb.on_experiment_begin(len(cells), min(workers, len(cells)))
     log.info("%d folds x %d seeds = %d cells on %d workers", len(splits),
              cfg.evaluation.seeds, len(cells), workers)
-    results, todo = resumed_cells(run_dir, cfg, cells, resume=where.resume)
+    results, todo = resumed_cells(run_dir, cfg, cells, resume=where.resume,
+                                  class_names=ds.labels.class_names)
     for k, res in enumerate(results, 1):
         for cb in progress:
             cb.on_cell_end(k, len(cells), _cell_info(res))
     for res in _iter_cells(ds, todo, cfg, settings, run_dir, workers, callbacks, where):
         keep_cell(run_dir, res)
+        res.predictions = res.curves = None  # rows on disk now: bounded memory
         results.append(res)
         for cb in progress:
             cb.on_cell_end(len(results), len(cells), _cell_info(res))
@@ -398,15 +402,13 @@ def run_contents(cfg: RunConfig, ds: Dataset, splits: Sequence[Split],
         "backtest": {**bt.model_dump(mode="json"),
                      "periods_per_year_used": _periods(cfg, ds)},
     }
-    curves = [r.curves for r in ordered if len(r.curves)]
     return RunContents(
         records=records,
-        predictions=pd.concat([r.predictions for r in ordered], ignore_index=True),
+        cells=[(r.fold, r.seed) for r in ordered],
         uncertainty=[u for r in ordered for u in r.uncertainty],
         timings={**_timings(ordered, workers, seconds),  # not deterministic, unlike metrics
                  "created_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")},
         extra=extra,
-        curves=pd.concat(curves, ignore_index=True) if curves else None,
         prices=_prices(ds))
 
 

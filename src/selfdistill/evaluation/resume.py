@@ -11,6 +11,7 @@ the report, the run's name); another config is refused by name.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,14 @@ from typing import Any
 from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
 from selfdistill.evaluation.cell import Cell, CellResult
+from selfdistill.evaluation.evidence import CellEvidence
 from selfdistill.rundir.cellcache import (
+    CURVES_PART,
+    PREDICTIONS_PART,
+    CellParts,
     clear_cells,
     load_cells,
+    read_cell_frame,
     save_cell,
     start_cache,
 )
@@ -66,19 +72,33 @@ def resume_overwrite(out_dir: str | Path | None, resume: bool) -> bool:
     return False  # not a run directory: the usual checks on --out apply
 
 
-def resumed_cells(run_dir: Path, cfg: RunConfig, cells: Sequence[Cell], *, resume: bool
-                  ) -> tuple[list[CellResult], list[Cell]]:
-    """(finished results kept in ``run_dir``, cells still to run); starts the cell cache."""
+def resumed_cells(run_dir: Path, cfg: RunConfig, cells: Sequence[Cell], *, resume: bool,
+                  class_names: Sequence[str]) -> tuple[list[CellResult], list[Cell]]:
+    """(finished results kept in ``run_dir``, cells still to run); starts the cell cache.
+
+    A kept cell's evidence is read back from its prediction and backtest rows by the
+    same functions that collected it while it ran, so the verdicts are the same.
+    """
     if not resume:
         clear_cells(run_dir)  # cells of an earlier run in an --overwrite directory
     start_cache(run_dir, cell_config(cfg))  # refuses cells of another config
     kept = load_cells(run_dir) if resume else {}
-    done = [kept[(c.fold, c.seed)] for c in cells if (c.fold, c.seed) in kept]
+    done = [_result(run_dir, kept[(c.fold, c.seed)], class_names) for c in cells
+            if (c.fold, c.seed) in kept]
     todo = [c for c in cells if (c.fold, c.seed) not in kept]
     if done:
         log.info("resuming %s: %d of %d cells already finished", run_dir, len(done),
                  len(cells))
     return done, todo
+
+
+def _result(run_dir: Path, parts: CellParts, class_names: Sequence[str]) -> CellResult:
+    test = read_cell_frame(run_dir, parts.fold, parts.seed, PREDICTIONS_PART,
+                           filters=[("split", "==", "test")])
+    curves = read_cell_frame(run_dir, parts.fold, parts.seed, CURVES_PART)
+    evidence = CellEvidence(parts.fold, parts.seed).add_frames(test, curves, class_names)
+    return CellResult(**{f.name: getattr(parts, f.name) for f in dataclasses.fields(parts)},
+                      evidence=evidence)
 
 
 def keep_cell(run_dir: Path, result: CellResult) -> None:

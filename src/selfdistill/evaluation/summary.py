@@ -3,7 +3,7 @@
 ::
 
     cell records -> + <method>_selected -> aggregates (fold-level t intervals)
-    test predictions + backtest curves -> per-bar evidence (evidence.py)
+    each cell's per-bar evidence (evidence.py, collected while it scored)
       -> paired comparisons, one adjusted family (aggregate.py)
       -> does disagreement flag errors? (error_flags.py)
       -> the four questions and the warnings (findings.py)
@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from selfdistill.config import RunConfig
 from selfdistill.evaluation.aggregate import (
     add_selected_records,
@@ -26,8 +24,8 @@ from selfdistill.evaluation.aggregate import (
     member_label,
 )
 from selfdistill.evaluation.cell import CellResult
-from selfdistill.evaluation.error_flags import error_flags
-from selfdistill.evaluation.evidence import build_evidence, selected_members
+from selfdistill.evaluation.error_flags import flags_of
+from selfdistill.evaluation.evidence import CellEvidence, combine_evidence, selected_members
 from selfdistill.evaluation.findings import RunFacts, answer_questions
 
 __all__ = ["RunSummary", "summarise"]
@@ -57,15 +55,19 @@ def summarise(results: Sequence[CellResult], cfg: RunConfig, *, class_names: Seq
     ordered = sorted(results, key=lambda r: (r.fold, r.seed))
     records = add_selected_records(rec for res in ordered for rec in res.records)
     aggregates = aggregate_records(records)
-    predictions = pd.concat([r.predictions for r in ordered], ignore_index=True)
-    curve_frames = [r.curves for r in ordered if len(r.curves)]
-    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else None
     chosen = selected_members(records, lambda r: member_label(member_keys(r)))
-    evidence = build_evidence(predictions, curves, class_names, chosen)
+    evidence = combine_evidence(_cell_evidence(ordered), chosen)
     comparisons = compare_outputs(evidence, periods_per_year=periods_per_year or 1.0,
                                   adjust=cfg.evaluation.adjust)
-    flags = error_flags(predictions, class_names)
+    flags = flags_of(evidence)
     findings = answer_questions(evidence, aggregates, flags, cfg,
                                 periods_per_year=periods_per_year or 1.0,
                                 facts=facts or RunFacts())
     return RunSummary(records + aggregates, comparisons, flags, findings)
+
+
+def _cell_evidence(results: Sequence[CellResult]) -> list[CellEvidence]:
+    missing = [f"fold {r.fold} seed {r.seed}" for r in results if r.evidence is None]
+    if missing:
+        raise AssertionError(f"cells without evidence: {', '.join(missing)}")
+    return [r.evidence for r in results if r.evidence is not None]

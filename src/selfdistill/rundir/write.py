@@ -25,6 +25,8 @@ from selfdistill.atomic import atomic_write, atomic_write_bytes
 from selfdistill.config import RunConfig, dump_config
 from selfdistill.features import pin_volume
 from selfdistill.modelio.bundle import save_bundle
+from selfdistill.rundir.cellcache import CURVES_PART, PREDICTIONS_PART, cell_files
+from selfdistill.rundir.frames import concat_parquet
 from selfdistill.rundir.layout import (
     BACKTEST_FILE,
     CONFIG_FILE,
@@ -55,20 +57,21 @@ class RunContents:
 
     Attributes:
         records: metrics records (per cell, ``<method>_selected``, aggregates).
-        predictions: per-row probabilities of the val / test rows.
+        cells: (fold, seed) of every cell, in order: their prediction rows (val / test)
+            and backtest rows, in the run directory's cell cache
+            (:mod:`selfdistill.rundir.cellcache`), become predictions.parquet and
+            backtest.parquet (none without a backtest).
         uncertainty: disagreement summaries (error rate per quantile).
         timings: wall times (timings.json; not deterministic).
         extra: further metrics.json fields (comparisons, experiment, backtest, ...).
-        curves: the backtest's per-decision series (None: no backtest).
         prices: bar prices, and true regimes on synthetic data.
     """
 
     records: list[dict[str, Any]]
-    predictions: pd.DataFrame
+    cells: list[tuple[int, int]]
     uncertainty: list[dict[str, Any]]
     timings: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
-    curves: pd.DataFrame | None = None
     prices: pd.DataFrame | None = None
 
 
@@ -150,9 +153,9 @@ def write_run(run_dir: Path, cfg: RunConfig, contents: RunContents) -> None:
                "uncertainty": contents.uncertainty, **contents.extra}
     write_json(run_dir / METRICS_FILE, payload)
     write_json(run_dir / TIMINGS_FILE, contents.timings)
-    _write_parquet(contents.predictions, run_dir / PREDICTIONS_FILE)
-    if contents.curves is not None:
-        _write_parquet(contents.curves, run_dir / BACKTEST_FILE)
+    concat_parquet(cell_files(run_dir, contents.cells, PREDICTIONS_PART),
+                   run_dir / PREDICTIONS_FILE)  # row group by row group: never whole
+    concat_parquet(cell_files(run_dir, contents.cells, CURVES_PART), run_dir / BACKTEST_FILE)
     if contents.prices is not None:
         _write_parquet(contents.prices, run_dir / PRICES_FILE)
     mark_complete(run_dir)  # last: a run stopped before this point stays marked INCOMPLETE

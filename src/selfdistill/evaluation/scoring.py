@@ -1,0 +1,369 @@
+"""Scoring one cell's fitted methods: records, calibration, backtest, rows, evidence.
+
+Every output of every method (a member, or a derived row such as an ensemble) gets
+
+* a metrics record per split (train, val, test);
+* a temperature fitted on its **validation** rows only and applied to its validation and
+  test rows: ``temperature``, ``nll_calibrated``, ``ece_calibrated`` and
+  ``brier_calibrated`` join its val / test records;
+* a backtest on its **test** rows (positions from the calibrated probabilities when
+  calibration is on, so confidence sizing uses calibrated confidence; the argmax is the
+  same either way): the trading metrics of
+  :func:`selfdistill.evaluation.backtest.trading_metrics` join its test record, plus
+  ``random_sharpe`` / ``random_total_return`` of random timing with exactly its own
+  turnover. With ``backtest.uncertainty_gate``, every output of a method whose members
+  disagree is backtested a second time, flat where the test mutual information is above
+  that quantile of the *validation* one, as an output of its own, ``<method>+gate``: a
+  gated strategy is compared only with the same strategy ungated (like for like).
+
+Baseline rows ``buy_and_hold``, ``always_flat`` and ``random`` (random timing with the
+turnover of the hard-label ``baseline``, or of the first output) are added as test
+records. Test rows are read only here, after every method has finished fitting.
+
+Memory is bounded by one method at a time: its members' probabilities on one split,
+its prediction and backtest rows written in pieces of :data:`ROWS_PER_PIECE` to a
+:class:`~selfdistill.rundir.frames.FrameWriter`, and per test bar only the float32
+scores the verdicts need (:class:`~selfdistill.evaluation.evidence.CellEvidence`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from selfdistill.evaluation.backtest import (
+    BacktestResult,
+    backtest_with_baselines,
+    disagreement_gate,
+    holding_returns,
+    positions_from_proba,
+)
+from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
+from selfdistill.evaluation.evidence import MEASURES, CellEvidence, times_ns
+from selfdistill.evaluation.fold import Dataset, member_name
+from selfdistill.evaluation.metrics import classification_metrics
+from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
+from selfdistill.methods import Lineage
+from selfdistill.rundir.frames import FrameWriter
+from selfdistill.splits import Split
+
+__all__ = ["GATED", "GATE_MEASURE", "ROWS_PER_PIECE", "BacktestSettings", "CellScores",
+           "score_lineages"]
+
+#: The disagreement measure the uncertainty gate thresholds.
+GATE_MEASURE = "mutual_information"
+#: Suffix of a gated strategy's output name (``born_again+gate``).
+GATED = "+gate"
+#: Prediction / backtest rows per written piece (a Parquet row group).
+ROWS_PER_PIECE = 1 << 18
+SPLITS = ("train", "val", "test")
+_CALIBRATED = ("nll", "ece", "brier")
+_BASELINES = ("buy_and_hold", "always_flat", "random")
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    """What a cell's backtest needs besides the predictions."""
+
+    enabled: bool
+    fee_bps: float
+    slippage_bps: float
+    allow_short: bool
+    sizing: Literal["fixed", "confidence"]
+    uncertainty_gate: float | None
+    periods_per_year: float
+    calibrate: bool = True
+
+
+@dataclass
+class CellScores:
+    """A cell's records, disagreement summaries, evidence and fitted temperatures."""
+
+    records: list[dict[str, Any]]
+    uncertainty: list[dict[str, Any]]
+    evidence: CellEvidence
+    temperatures: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+@dataclass
+class _Cell:
+    """What scoring one cell carries from output to output."""
+
+    ds: Dataset
+    split: Split
+    x: torch.Tensor
+    settings: BacktestSettings
+    base: dict[str, Any]
+    rng_seed: int
+    predictions: FrameWriter
+    curves: FrameWriter
+    evidence: CellEvidence
+    flagged: bool  # some method's members disagree: prediction rows carry the measures
+    records: dict[tuple[int, int, int], dict[str, Any]] = field(default_factory=dict)
+    gated: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
+    temperatures: dict[tuple[str, str], float] = field(default_factory=dict)
+    reference: dict[str, BacktestResult] = field(default_factory=dict)
+    _returns: np.ndarray | None = None
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.asarray(getattr(self.split, split))
+
+    def returns(self) -> np.ndarray:
+        """Per-decision holding returns of the test bars (computed once)."""
+        if self._returns is None:
+            times = self.ds.times[self.rows("test")]
+            self._returns = holding_returns(self.ds.candles["open"], times)
+        return self._returns
+
+
+@dataclass
+class _Output:
+    """One output of a method on one split."""
+
+    index: int
+    method: str
+    keys: dict[str, Any]
+    proba: np.ndarray  # (N, C) float64
+    extra: dict[str, Any]
+
+    @property
+    def member(self) -> str:
+        return member_name(self.keys)
+
+
+def _outputs(lineage: Lineage, member_probs: Sequence[np.ndarray]) -> list[_Output]:
+    """Every member and derived row of a lineage, with its probabilities."""
+    out = []
+    for i, (m, p) in enumerate(zip(lineage.members, member_probs, strict=True)):
+        extra = {"selected": i == lineage.selected} if len(lineage.members) > 1 else {}
+        out.append(_Output(i, lineage.method, dict(m.keys), p, extra))
+    for j, d in enumerate(lineage.derived, len(out)):
+        extra = d.extras(member_probs) if d.extras is not None else {}
+        out.append(_Output(j, d.method, dict(d.keys), d.combine(member_probs), extra))
+    return out
+
+
+def _record(cell: _Cell, out: _Output, split: str, y: np.ndarray,
+            truth: np.ndarray | None) -> dict[str, Any]:
+    n_classes = len(cell.ds.labels.class_names)
+    rec: dict[str, Any] = {"method": out.method, "generation": None, **out.keys,
+                           "split": split, **cell.base}
+    rec.update(classification_metrics(y, out.proba, n_classes=n_classes))
+    if truth is not None:
+        rec["accuracy_true"] = float((out.proba.argmax(axis=1) == truth).mean())
+    return {**rec, **out.extra}
+
+
+def _calibrate(cell: _Cell, out: _Output, split: str, y: np.ndarray,
+               rec: dict[str, Any]) -> float | None:
+    """Fit T on validation (or take it), add the calibrated metrics; None when off."""
+    key = (out.method, out.member)
+    if not cell.settings.calibrate or (split == "test" and key not in cell.temperatures):
+        return None
+    logits = logits_from_proba(out.proba)
+    if split == "val":
+        cell.temperatures[key] = fit_temperature(logits, y)
+    t = cell.temperatures[key]
+    scores = classification_metrics(y, apply_temperature(logits, t),
+                                    n_classes=len(cell.ds.labels.class_names))
+    rec["temperature"] = t
+    rec.update({f"{m}_calibrated": scores[m] for m in _CALIBRATED})
+    return t
+
+
+def _write_predictions(cell: _Cell, out: _Output, split: str, rows: np.ndarray,
+                       temperature: float | None, measures: dict[str, np.ndarray]) -> None:
+    """The output's rows of one split, piece by piece."""
+    ds = cell.ds
+    y_all = ds.labels.y.to_numpy()
+    gen = out.keys.get("generation")
+    for a in range(0, len(rows), ROWS_PER_PIECE):
+        r = rows[a:a + ROWS_PER_PIECE]
+        p = out.proba[a:a + ROWS_PER_PIECE]
+        frame = pd.DataFrame({"open_time": ds.times[r], "split": split, "method": out.method,
+                              "member": out.member})
+        frame["generation"] = pd.arrays.IntegerArray(
+            np.full(len(r), 0 if gen is None else int(gen), dtype=np.int64),
+            np.full(len(r), gen is None))  # nullable Int64: missing for non-generations
+        for c, name in enumerate(ds.labels.class_names):
+            frame[f"p_{name}"] = p[:, c]
+        frame["pred"] = p.argmax(axis=1).astype(np.int64)
+        frame["label"] = y_all[r]
+        if ds.truth is not None:
+            frame["true_regime"] = ds.truth[r].astype(np.int64)
+        for k, v in cell.base.items():
+            frame[k] = v
+        frame["temperature"] = np.nan if temperature is None else temperature
+        for name in MEASURES if cell.flagged else ():
+            frame[name] = measures[name][a:a + ROWS_PER_PIECE] if measures else np.nan
+        cell.predictions.write(frame)
+
+
+def _write_curve(cell: _Cell, method: str, member: str, result: BacktestResult,
+                 random_net: np.ndarray | None) -> None:
+    times = cell.ds.times[cell.rows("test")]
+    rets = cell.returns()
+    for a in range(0, len(times), ROWS_PER_PIECE):
+        b = a + ROWS_PER_PIECE
+        frame = pd.DataFrame({"open_time": times[a:b], "method": method, "member": member,
+                              "position": result.positions[a:b], "asset_return": rets[a:b],
+                              "net": result.net[a:b],
+                              "random_net": np.nan if random_net is None else random_net[a:b]})
+        for k, v in cell.base.items():
+            frame[k] = v
+        cell.curves.write(frame)
+
+
+def _backtest(cell: _Cell, proba: np.ndarray, gate: np.ndarray | None
+              ) -> dict[str, BacktestResult]:
+    s = cell.settings
+    positions = positions_from_proba(proba, allow_short=s.allow_short, sizing=s.sizing,
+                                     gate=gate)
+    return backtest_with_baselines(
+        positions, cell.returns(), fee_bps=s.fee_bps, slippage_bps=s.slippage_bps,
+        periods_per_year=s.periods_per_year, allow_short=s.allow_short, seed=cell.rng_seed,
+        times=cell.ds.times[cell.rows("test")])
+
+
+def _trading_fields(table: dict[str, BacktestResult]) -> dict[str, Any]:
+    return {**table["model"].metrics, "random_sharpe": table["random"].metrics["sharpe"],
+            "random_total_return": table["random"].metrics["total_return"]}
+
+
+def _gated_record(rec: dict[str, Any], table: dict[str, BacktestResult], quantile: float
+                  ) -> dict[str, Any]:
+    """The gated strategy as an output of its own (``<method>+gate``): trading fields only,
+    so it is compared with the same output ungated, never with another model."""
+    keep = {k: v for k, v in rec.items()
+            if k in ("generation", "split", "seed", "fold", "selected")
+            or (k not in ("method", "n") and (v is None or isinstance(v, str)
+                                              or type(v) is int))}
+    return {"method": f"{rec['method']}{GATED}", **keep, "gate_quantile": quantile,
+            **_trading_fields(table)}
+
+
+def _trade(cell: _Cell, out: _Output, rec: dict[str, Any], temperature: float | None,
+           gate: np.ndarray | None) -> None:
+    """Backtest an output's test rows (and gated, where the gate applies)."""
+    times = times_ns(cell.ds.times[cell.rows("test")])
+    proba = out.proba if temperature is None else apply_temperature(
+        logits_from_proba(out.proba), temperature)
+    table = _backtest(cell, proba, None)
+    rec.update(_trading_fields(table))
+    _write_curve(cell, out.method, out.member, table["model"], table["random"].net)
+    cell.evidence.add_trades((out.method, out.member), times, table["model"].net,
+                             table["random"].net)
+    quantile = cell.settings.uncertainty_gate
+    if gate is not None and quantile is not None:
+        gated = _backtest(cell, proba, gate)
+        cell.gated.append(_gated_record(rec, gated, quantile))
+        name = f"{out.method}{GATED}"
+        _write_curve(cell, name, out.member, gated["model"], gated["random"].net)
+        cell.evidence.add_trades((name, out.member), times, gated["model"].net,
+                                 gated["random"].net)
+    if not cell.reference or out.method == "baseline":
+        cell.reference = table
+
+
+def _measures(cell: _Cell, lineage: Lineage, li: int, split: str, si: int,
+              member_probs: Sequence[np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-bar disagreement of a lineage's members, and its error rate per quantile."""
+    if not (lineage.disagreement and len(member_probs) > 1 and split != "train"):
+        return {}
+    probs = np.stack(member_probs)  # (M, N, C)
+    measures = disagreement(probs)
+    correct = probs.mean(axis=0).argmax(axis=1) == y
+    del probs
+    cell.uncertainty[(si, li)] = [
+        {"method": lineage.method, "split": split, "measure": name, **cell.base,
+         "quantiles": error_by_quantile(measures[name], correct)} for name in MEASURES]
+    return {name: measures[name] for name in MEASURES}
+
+
+def _score_lineage(cell: _Cell, lineage: Lineage, li: int) -> None:
+    """Every split of one method: records; val / test rows; test backtest and evidence."""
+    ds = cell.ds
+    y_all = ds.labels.y.to_numpy()
+    gate_values: np.ndarray | None = None
+    for si, split in enumerate(SPLITS):
+        rows = cell.rows(split)
+        y = y_all[rows]
+        truth = None if ds.truth is None else ds.truth[rows]
+        rows_t = torch.as_tensor(rows, dtype=torch.int64, device=cell.x.device)
+        member_probs = [np.asarray(m.predict_proba(cell.x, rows_t), dtype=np.float64)
+                        for m in lineage.members]
+        measures = _measures(cell, lineage, li, split, si, member_probs, y)
+        if split == "val" and measures:
+            gate_values = measures[GATE_MEASURE]
+        for out in _outputs(lineage, member_probs):
+            rec = _record(cell, out, split, y, truth)
+            cell.records[(si, li, out.index)] = rec
+            if split == "train":
+                continue
+            temperature = _calibrate(cell, out, split, y, rec)
+            _write_predictions(cell, out, split, rows, temperature, measures)
+            if split != "test":
+                continue
+            times = times_ns(ds.times[rows])
+            cell.evidence.add_scores((out.method, out.member), times, out.proba, y, truth)
+            if measures:  # members only (ordinal labels): their mean flags errors
+                cell.evidence.add_member(out.method, out.member, times, out.proba, y, measures)
+            if cell.settings.enabled:
+                gate = _gate(measures, gate_values, cell.settings.uncertainty_gate)
+                _trade(cell, out, rec, temperature, gate)
+        del member_probs
+
+
+def _gate(measures: dict[str, np.ndarray], val_values: np.ndarray | None,
+          quantile: float | None) -> np.ndarray | None:
+    """Where to stand aside: test disagreement above the ``quantile`` of validation's."""
+    if quantile is None or not measures or val_values is None:
+        return None
+    test = measures[GATE_MEASURE]
+    val = val_values[np.isfinite(val_values)]
+    if val.size == 0 or np.isnan(test).all():
+        return None
+    return disagreement_gate(test, val, quantile)
+
+
+def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: torch.Tensor, *,
+                   settings: BacktestSettings, seed: int, fold: int,
+                   predictions: FrameWriter, curves: FrameWriter) -> CellScores:
+    """Score every fitted method of one cell (see the module docstring).
+
+    Args:
+        ds / split / x: the cell's dataset, split and (R, F) input tensor.
+        lineages: the fitted methods, in config order.
+        settings: calibration, costs, sizing, gate and annualisation.
+        seed / fold: the cell (seeds the random baselines).
+        predictions / curves: where the val / test prediction rows and the test backtest
+            rows go.
+
+    Returns:
+        Records (train, val, test per output in the order split, method, output; then
+        gated outputs, then the baselines), disagreement summaries, the cell's evidence
+        and the fitted temperatures by (method, member label).
+    """
+    base = {"seed": seed, "fold": fold}
+    cell = _Cell(ds, split, x, settings, base,
+                 int(np.random.SeedSequence([seed, fold]).generate_state(1)[0]),
+                 predictions, curves, CellEvidence(fold, seed),
+                 any(lin.disagreement and len(lin.members) > 1 for lin in lineages))
+    for li, lineage in enumerate(lineages):
+        _score_lineage(cell, lineage, li)
+    records = [cell.records[k] for k in sorted(cell.records)] + cell.gated
+    if cell.reference:
+        records += [{"method": name, "generation": None, "split": "test", **base,
+                     **cell.reference[name].metrics} for name in _BASELINES]
+        times = times_ns(ds.times[cell.rows("test")])
+        for name in _BASELINES:
+            _write_curve(cell, name, "-", cell.reference[name], None)
+            cell.evidence.add_trades((name, "-"), times, cell.reference[name].net)
+    uncertainty = [u for k in sorted(cell.uncertainty) for u in cell.uncertainty[k]]
+    return CellScores(records, uncertainty, cell.evidence.finish(), dict(cell.temperatures))
