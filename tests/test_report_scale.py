@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,14 @@ import pytest
 from selfdistill.errors import DataError
 from selfdistill.evaluation import run_experiment
 from selfdistill.report import figures as fg
-from selfdistill.report import load_run, render_html, runfiles
+from selfdistill.report import load_run, render_html
 from selfdistill.report.decimate import (
     MAX_LINE_POINTS,
     majority_runs,
     minmax_indices,
     runs,
 )
-from selfdistill.rundir.read import read_predictions, read_run_parquet
+from selfdistill.rundir.read import ParquetScan, read_predictions, read_run_parquet
 from tiny_experiment import tiny_config
 
 PARQUETS = ("predictions.parquet", "backtest.parquet", "prices.parquet")
@@ -64,7 +65,7 @@ def test_minmax_keeps_ends_and_every_slices_extremes(n: int, max_points: int) ->
         assert keep.tolist() == list(range(n))
         return
     edges = np.linspace(1, n - 1, (max_points - 2) // 2 + 1).astype(int)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in pairwise(edges):
         part = y[lo:hi]
         assert lo + int(np.argmin(part)) in keep
         assert lo + int(np.argmax(part)) in keep
@@ -117,21 +118,54 @@ def test_equity_figure_draws_a_bounded_line_with_its_true_drawdown() -> None:
 def test_the_report_reads_only_filtered_rows_of_predictions(
         run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     total = pq.ParquetFile(run_dir / "predictions.parquet").metadata.num_rows
-    calls: list[tuple[Any, Any, int]] = []
-    read = runfiles.read_predictions
+    calls: list[tuple[Path, list[str], Any, int]] = []
+    read = ParquetScan.read
 
-    def spy(path: Path, **kwargs: Any) -> pd.DataFrame:
-        frame = read(path, **kwargs)
-        calls.append((kwargs.get("columns"), kwargs.get("filters"), len(frame)))
+    def spy(self: ParquetScan, columns: Any, filters: Any = (), categories: Any = ()
+            ) -> pd.DataFrame:
+        frame = read(self, columns, filters, categories)
+        calls.append((self.path, list(columns), list(filters), len(frame)))
         return frame
 
-    monkeypatch.setattr(runfiles, "read_predictions", spy)
+    monkeypatch.setattr(ParquetScan, "read", spy)
     render_html(load_run(run_dir))
-    assert len(calls) >= 5  # a reliability panel per output, the regimes
-    for columns, filters, rows in calls:
-        assert columns is not None and "variance" not in columns  # noqa: PT018
+    predictions = [c for c in calls if c[0].name == "predictions.parquet"]
+    assert len(predictions) >= 5  # a reliability panel per output, the regimes
+    for _, columns, filters, rows in predictions:
+        assert "variance" not in columns and "open" not in columns  # noqa: PT018
         assert {f[0] for f in filters} >= {"method", "member", "split"}
         assert rows <= total / 4  # test rows of one output, never the file
+    assert {c[0].name for c in calls} == {"predictions.parquet", "backtest.parquet",
+                                          "prices.parquet"}
+
+
+def test_a_read_skips_the_row_groups_without_the_output(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "rows.parquet"
+    methods = np.repeat(["a", "b", "c", "d"], 50)
+    frame = pd.DataFrame({"method": methods, "seed": np.tile([0, 1], 100),
+                          "x": np.arange(200.0)})
+    pq.write_table(pa.Table.from_pandas(frame), path, row_group_size=50)
+    scan = ParquetScan(path)
+    assert scan.distinct("method") == [frozenset({m}) for m in "abcd"]
+    opened: list[tuple[int, tuple[str, ...]]] = []
+    read_group = pq.ParquetFile.read_row_group
+
+    def spy(self: pq.ParquetFile, i: int, columns: Any = None, **kwargs: Any) -> pa.Table:
+        opened.append((i, tuple(columns)))
+        return read_group(self, i, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    got = scan.read(["x"], [("method", "in", ["c"]), ("seed", "==", np.int64(1))])
+    assert got["x"].tolist() == list(range(101, 150, 2))
+    assert {i for i, cols in opened if "x" in cols} == {2}  # the others' values never read
+    assert all(cols in (("seed",), ("method", "seed")) for i, cols in opened if i != 2)
+    opened.clear()
+    assert scan.read(["x"], [("method", "==", "zzz")]).empty
+    assert opened == []
+    far = scan.read(["method", "x"], [("x", ">=", 190.0), ("method", "not in", ["a"])])
+    assert far["x"].tolist() == list(range(190, 200))
+    assert far["method"].tolist() == ["d"] * 10  # strings, not categories, unless asked
 
 
 def test_filtered_reads_match_the_whole_file(run_dir: Path) -> None:

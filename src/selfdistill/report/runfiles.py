@@ -4,8 +4,9 @@ A 10M-bar run's predictions.parquet holds tens of millions of rows (validation a
 rows x every output x seed); the report never holds it whole. Each figure or table asks
 for the rows of one output (its method and member, on one split or seed) and the
 columns it draws, and :class:`RunFiles` reads just those with pyarrow's ``columns=`` and
-``filters=`` (row group by row group; see :mod:`selfdistill.rundir.read`). The output's
-name columns come back as pandas categories.
+``filters=`` (row group by row group, skipping row groups that hold none of the output:
+:class:`~selfdistill.rundir.read.ParquetScan`). The output's name columns come back as
+pandas categories.
 """
 
 from __future__ import annotations
@@ -19,13 +20,7 @@ import pandas as pd
 
 from selfdistill.errors import DataError
 from selfdistill.rundir.layout import BACKTEST_FILE, PREDICTIONS_FILE, PRICES_FILE
-from selfdistill.rundir.read import (
-    Filters,
-    parquet_columns,
-    read_curves,
-    read_predictions,
-    read_prices,
-)
+from selfdistill.rundir.read import Filters, ParquetScan
 
 __all__ = ["KEYS", "RunFiles"]
 
@@ -55,34 +50,43 @@ class RunFiles:
         before any section is drawn."""
         if not (self.path / PREDICTIONS_FILE).is_file():
             raise DataError(f"'{self.path}' is not a run directory (no {PREDICTIONS_FILE})")
-        _ = self.prediction_columns, self.price_columns
-        if self.has_curves:
-            parquet_columns(self.path / BACKTEST_FILE)
+        for name in (PREDICTIONS_FILE, BACKTEST_FILE, PRICES_FILE):
+            if (self.path / name).is_file():
+                self._scan(name)
 
     @cached_property
+    def _scans(self) -> dict[str, ParquetScan]:
+        """One scan per file, so each file's row-group index is built once."""
+        return {}
+
+    def _scan(self, name: str) -> ParquetScan:
+        if name not in self._scans:
+            self._scans[name] = ParquetScan(self.path / name)
+        return self._scans[name]
+
+    @property
     def prediction_columns(self) -> list[str]:
         """predictions.parquet's columns (from its footer)."""
-        return parquet_columns(self.path / PREDICTIONS_FILE)
+        return list(self._scan(PREDICTIONS_FILE).schema.names)
 
-    @cached_property
+    @property
     def price_columns(self) -> list[str]:
         """prices.parquet's columns (empty without the file)."""
-        return parquet_columns(self.path / PRICES_FILE) if self.has_prices else []
+        return list(self._scan(PRICES_FILE).schema.names) if self.has_prices else []
 
     def predictions(self, columns: Sequence[str], filters: Filters) -> pd.DataFrame:
         """The ``columns`` of the prediction rows matching ``filters``."""
-        return read_predictions(self.path, columns=columns, filters=filters,
-                                categories=[c for c in _NAMES if c in columns])
+        return self._scan(PREDICTIONS_FILE).read(columns, filters, _NAMES)
 
     def curves(self, columns: Sequence[str], filters: Filters) -> pd.DataFrame:
         """The ``columns`` of the backtest rows matching ``filters`` (empty without a
         backtest)."""
-        frame = read_curves(self.path, columns=columns, filters=filters,
-                            categories=[c for c in _NAMES if c in columns])
-        return pd.DataFrame(columns=list(columns)) if frame is None else frame
+        if not self.has_curves:
+            return pd.DataFrame(columns=list(columns))
+        return self._scan(BACKTEST_FILE).read(columns, filters, _NAMES)
 
     def prices(self, columns: Sequence[str], filters: Filters) -> pd.DataFrame:
         """The ``columns`` of the bars matching ``filters`` (those of ``columns`` the file
         has: ``true_regime`` only on synthetic data)."""
-        return read_prices(self.path, columns=[c for c in columns if c in self.price_columns],
-                           filters=filters)
+        return self._scan(PRICES_FILE).read([c for c in columns if c in self.price_columns],
+                                             filters)
