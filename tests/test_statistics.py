@@ -248,3 +248,24 @@ def test_false_positive_rate_with_4000_draws(scenario: str) -> None:
                                     n_folds=n_folds, seed=200 + k)
         assert rates["rejections"] <= _mc_bound(0.05, 4000) + 0.01, (n_folds, rates)
         assert rates["coverage"] >= 0.93, (n_folds, rates)
+
+
+def test_fast_long_run_variance_pieces_equal_their_definitions() -> None:
+    # the FFT forms must equal the sums they replace (an O(T^2) basis / O(T^1.5) loop)
+    from selfdistill.evaluation.statistics import _cosine_projections, _persistence
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 400)).cumsum(axis=-1) * 0.05 + rng.normal(size=(2, 3, 400))
+    n, nu = x.shape[-1], 37
+    t = (np.arange(n) + 0.5) / n
+    basis = np.sqrt(2.0 / n) * np.cos(np.pi * np.outer(np.arange(1, nu + 1), t))
+    xc = x - x.mean(axis=-1, keepdims=True)
+    direct = np.tensordot(basis, xc, axes=([1], [-1]))
+    assert np.allclose(_cosine_projections(x, nu), direct, rtol=0, atol=1e-12)
+    lags = int(2 * np.sqrt(n))
+    g0 = (xc**2).mean(axis=-1)
+    ratio = 1 + sum(2 * (1 - k / (lags + 1)) * (xc[..., k:] * xc[..., :-k]).sum(axis=-1) / n
+                    / g0 for k in range(1, lags + 1))
+    rho = np.clip((np.maximum(ratio, 1) - 1) / (np.maximum(ratio, 1) + 1), 0, 0.97)
+    assert np.allclose(_persistence(x), rho, rtol=0, atol=1e-12)
+    assert (rho > 0.1).all()  # persistent series: the check is not vacuous
