@@ -235,3 +235,15 @@ def test_check_no_leak_sees_training_rows_after_the_test_block() -> None:
     after = Split(train=np.arange(22, 30), val=np.arange(0, 5), test=np.arange(10, 20))
     with pytest.raises(DataError, match="train row 22"):
         check_no_leak(after, start, end)  # test row 19 looks at bars up to 23
+
+
+def test_check_no_leak_names_the_first_shared_row_and_rows_out_of_range() -> None:
+    start = np.arange(30)
+    end = start
+    shared = Split(train=np.array([3, 8, 1, 12]), val=np.array([20, 12, 8]),
+                   test=np.arange(25, 30))  # unsorted sets: still the smallest shared row
+    with pytest.raises(DataError, match="row 8 is in both train and val"):
+        check_no_leak(shared, start, end)
+    outside = Split(train=np.arange(0, 10), val=np.arange(15, 20), test=np.arange(25, 31))
+    with pytest.raises(DataError, match=r"test rows must be positions in 0\.\.29.*25\.\.30"):
+        check_no_leak(outside, start, end)

@@ -227,7 +227,7 @@ def purged_kfold(start: np.ndarray, end: np.ndarray, *, n_folds: int, embargo: i
     n_val = max(1, int(val * n))
     folds = []
     for k, test_rows in enumerate(np.array_split(rows, n_folds)):
-        other = np.setdiff1d(rows, test_rows)
+        other = np.concatenate([rows[: test_rows[0]], rows[test_rows[-1] + 1:]])
         pool = _kfold_train(other, test_rows, s, e, purge, embargo)
         train, val_rows = _chain([pool[:-n_val], pool[-n_val:]], s, e, purge, embargo)
         split = Split(train=train, val=val_rows, test=test_rows)
@@ -254,6 +254,27 @@ def _first_overlap(a: np.ndarray, b: np.ndarray, start: np.ndarray,
     return i, j
 
 
+def _first_shared(a: np.ndarray, b: np.ndarray, n: int) -> int | None:
+    """The smallest row in both ``a`` and ``b`` (positions into ``n`` rows), or None.
+
+    A mark per row, O(n): :func:`numpy.intersect1d` sorts (or hashes) both sets first,
+    seconds at millions of rows.
+    """
+    if len(a) == 0 or len(b) == 0:
+        return None
+    in_a = np.zeros(n, dtype=bool)
+    in_a[a] = True
+    shared = b[in_a[b]]
+    return int(shared.min()) if shared.size else None
+
+
+def _check_rows(sets: dict[str, np.ndarray], n: int) -> None:
+    for name, rows in sets.items():
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n):
+            raise DataError(f"{name} rows must be positions in 0..{n - 1} of the labelled "
+                            f"rows, got {int(rows.min())}..{int(rows.max())}")
+
+
 def check_no_leak(split: Split, start: np.ndarray, end: np.ndarray) -> None:
     """Raise :class:`DataError` if two sets share a row or a label bar.
 
@@ -262,12 +283,14 @@ def check_no_leak(split: Split, start: np.ndarray, end: np.ndarray) -> None:
         start, end: (L,) label intervals the split indexes.
     """
     s, e = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
-    sets = {"train": split.train, "val": split.val, "test": split.test}
+    sets = {"train": np.asarray(split.train), "val": np.asarray(split.val),
+            "test": np.asarray(split.test)}
+    _check_rows(sets, len(s))
     for a_name, b_name in (("train", "val"), ("train", "test"), ("val", "test")):
         a, b = sets[a_name], sets[b_name]
-        shared = np.intersect1d(a, b)
-        if shared.size:
-            raise DataError(f"row {int(shared[0])} is in both {a_name} and {b_name}")
+        shared = _first_shared(a, b, len(s))
+        if shared is not None:
+            raise DataError(f"row {shared} is in both {a_name} and {b_name}")
         pair = _first_overlap(a, b, s, e)
         if pair is not None:
             i, j = pair
