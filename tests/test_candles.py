@@ -276,3 +276,15 @@ def test_unknown_interval_skips_the_gap_check() -> None:
     out = validate_candles(raw.drop(raw.index[4]))
     assert out.attrs["interval"] is None
     assert not out["gap_before"].any()
+
+
+def test_validate_copies_unless_told_the_input_is_spent() -> None:
+    index = pd.date_range("2024-01-01", periods=50, freq="h", tz="UTC", name="open_time")
+    close = np.linspace(100.0, 110.0, 50)
+    frame = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
+                          "volume": np.ones(50)}, index=index)
+    copied = validate_candles(frame, interval="60")
+    shared = validate_candles(frame, interval="60", copy=False)
+    pd.testing.assert_frame_equal(copied, shared)
+    assert not np.shares_memory(copied["close"].to_numpy(), frame["close"].to_numpy())
+    assert np.shares_memory(shared["close"].to_numpy(), frame["close"].to_numpy())

@@ -128,6 +128,17 @@ def test_regimes_are_learnable_but_not_given_away(
     assert accuracy < 0.9
 
 
+def test_the_market_of_a_seed_never_changes() -> None:
+    """Pinned values (drawn before the in-place rewrite): same seed, same bars, forever."""
+    candles, regime = generate_market(3000, seed=7)
+    last = candles.iloc[-1]
+    assert [float(last[k]) for k in ("open", "high", "low", "close", "volume")] == [
+        3219.3060908158577, 3237.9772756395464, 3219.2112936224826, 3237.894583451378,
+        496.4517510433585]
+    assert int(regime.iloc[-1]) == 2
+    assert int(regime.sum()) == 3126
+
+
 def test_ar1_matches_the_recursion() -> None:
     rng = np.random.default_rng(1)
     level, noise = rng.normal(size=1000), rng.normal(size=1000)

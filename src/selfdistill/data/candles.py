@@ -70,6 +70,7 @@ def validate_candles(
     interval: str | None = None,
     gaps: GapPolicy = "mark",
     source: str = "candles",
+    copy: bool = True,
 ) -> pd.DataFrame:
     """Check ``df`` against the Candles contract and return a validated copy.
 
@@ -87,6 +88,8 @@ def validate_candles(
             ``attrs["gaps"]`` (see :func:`find_gaps`); "error" raises
             :class:`GapError` when any candle is missing.
         source: what to call the data in messages (a file path, a symbol).
+        copy: False lets the result share float64 columns with ``df`` instead of
+            copying them (for callers that drop ``df``, like the synthetic market).
 
     Returns:
         A new DataFrame: UTC ``open_time`` index, float64 OHLCV (+ ``turnover``),
@@ -111,7 +114,7 @@ def validate_candles(
     _check_required_columns(out, source)
     keep = list(CANDLE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in out.columns]
     out = pd.DataFrame(
-        {c: _to_float(out[c], c, source) for c in keep}, index=out.index
+        {c: _to_float(out[c], c, source) for c in keep}, index=out.index, copy=copy
     )
     _check_index(out.index, source)
     _check_values(out, source)

@@ -80,6 +80,7 @@ _RANGE_SCALE = 0.6  # intrabar wick length in units of the bar's volatility
 _VOLUME_NOISE = 0.35  # std of log volume around its level
 _VOLUME_VOL_BETA = 0.8  # elasticity of volume to excess volatility
 _AR_BLOCK = 128  # block length of the vectorised AR(1) recursion
+_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 def generate_market(
@@ -117,26 +118,74 @@ def generate_market(
     regime_params = _check_args(n_bars, persistence, start_price, params)
     index = _bar_index(start, n_bars, interval)
     rng = np.random.default_rng(seed)
-    regimes = simulate_regimes(n_bars, persistence, rng)
-    drift, vol, volume = (np.array([getattr(p, f) for p in regime_params])
-                          for f in ("drift", "vol", "volume"))
-    log_level = np.log(vol)[regimes]  # (n,) where log volatility is pulled to
-    log_sigma = _ar1(log_level, _VOL_PERSISTENCE, _VOL_OF_VOL * rng.standard_normal(n_bars))
-    sigma = np.exp(log_sigma)
-    shocks = rng.standard_t(_T_DOF, n_bars) / math.sqrt(_T_DOF / (_T_DOF - 2.0))
-    close = start_price * np.exp(np.cumsum(drift[regimes] + sigma * shocks))
-    open_ = np.concatenate([[start_price], close[:-1]])
-    wicks = _RANGE_SCALE * sigma * np.abs(rng.standard_normal((2, n_bars)))  # (2, n)
-    high = np.maximum(open_, close) * np.exp(wicks[0])
-    low = np.minimum(open_, close) * np.exp(-wicks[1])
-    log_volume = (np.log(volume)[regimes] + _VOLUME_VOL_BETA * (log_sigma - log_level)
-                  + _VOLUME_NOISE * rng.standard_normal(n_bars))
-    frame = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
-                          "volume": np.exp(log_volume)}, index=index)
-    candles = validate_candles(frame, interval=interval, gaps="error", source="synthetic market")
+    regimes = simulate_regimes(n_bars, persistence, rng).astype(np.int8)
+    ohlcv = np.empty((5, n_bars))  # (5, n): the candles' columns, written in place
+    log_sigma, excess = _volatility(regimes, regime_params, rng)
+    _prices(ohlcv, regimes, log_sigma, regime_params, start_price, rng)
+    del log_sigma
+    # log volume: the regime's level, more when volatility runs above its level, noise
+    log_volume = np.log([p.volume for p in regime_params])[regimes]
+    excess *= _VOLUME_VOL_BETA
+    log_volume += excess
+    del excess
+    noise = rng.standard_normal(n_bars)
+    noise *= _VOLUME_NOISE
+    log_volume += noise
+    del noise
+    np.exp(log_volume, out=ohlcv[4])
+    del log_volume
+    frame = pd.DataFrame(ohlcv.T, index=index, columns=list(_COLUMNS), copy=False)
+    candles = validate_candles(frame, interval=interval, gaps="error", source="synthetic market",
+                               copy=False)
     logger.debug("synthetic market: %d bars, regime shares %s", n_bars,
                  np.bincount(regimes, minlength=3) / n_bars)
-    return candles, pd.Series(regimes.astype(np.int8), index=candles.index, name="regime")
+    return candles, pd.Series(regimes, index=candles.index, name="regime", copy=False)
+
+
+def _volatility(regimes: np.ndarray, params: Sequence[RegimeParams],
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) log volatility, an AR(1) pulled to each regime's level, and its excess over it."""
+    log_level = np.log([p.vol for p in params])[regimes]  # (n,) where log vol is pulled to
+    noise = rng.standard_normal(len(regimes))
+    noise *= _VOL_OF_VOL
+    log_sigma = _ar1(log_level, _VOL_PERSISTENCE, noise)
+    del noise
+    np.subtract(log_sigma, log_level, out=log_level)
+    return log_sigma, log_level
+
+
+def _prices(ohlcv: np.ndarray, regimes: np.ndarray, log_sigma: np.ndarray,
+            params: Sequence[RegimeParams], start_price: float, rng: np.random.Generator
+            ) -> None:
+    """Write open, high, low, close (rows 0..3 of ``ohlcv``, (5, n)) in place.
+
+    Close is ``start_price * exp(cumsum(drift + sigma * t5))``; open is the previous
+    close; the wicks extend the body by ``_RANGE_SCALE * sigma * |normal|``.
+    """
+    open_, high, low, close = ohlcv[0], ohlcv[1], ohlcv[2], ohlcv[3]
+    sigma = np.exp(log_sigma)
+    step = rng.standard_t(_T_DOF, len(regimes))
+    step /= math.sqrt(_T_DOF / (_T_DOF - 2.0))  # unit-variance shocks
+    step *= sigma
+    step += np.array([p.drift for p in params])[regimes]
+    np.cumsum(step, out=step)
+    np.exp(step, out=step)
+    np.multiply(start_price, step, out=close)
+    del step
+    open_[0] = start_price
+    open_[1:] = close[:-1]
+    sigma *= _RANGE_SCALE
+    wicks = rng.standard_normal((2, len(regimes)))  # (2, n)
+    np.abs(wicks, out=wicks)
+    wicks *= sigma
+    del sigma
+    np.exp(wicks[0], out=wicks[0])
+    np.maximum(open_, close, out=high)
+    high *= wicks[0]
+    np.negative(wicks[1], out=wicks[1])
+    np.exp(wicks[1], out=wicks[1])
+    np.minimum(open_, close, out=low)
+    low *= wicks[1]
 
 
 def simulate_regimes(n_bars: int, persistence: float, rng: np.random.Generator,
@@ -173,12 +222,13 @@ def _ar1(level: np.ndarray, phi: float, noise: np.ndarray) -> np.ndarray:
     Args:
         level: (n,) the mean the process is pulled towards at each step.
         phi: persistence in [0, 1).
-        noise: (n,) shocks.
+        noise: (n,) shocks; overwritten (used as scratch).
 
     Returns:
         (n,) the process.
     """
-    drive = (1.0 - phi) * level + noise
+    drive = noise  # overwritten: the caller's noise is spent
+    drive += (1.0 - phi) * level
     n = len(drive)
     powers = phi ** np.arange(1, _AR_BLOCK + 1)  # phi^(k+1) for k in block
     out = np.empty(n)
