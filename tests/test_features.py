@@ -16,7 +16,15 @@ from candle_helpers import scale_prices
 from selfdistill.config import FeaturesConfig
 from selfdistill.data.candles import validate_candles
 from selfdistill.errors import ConfigError, DataError, ModelFileError, NotFittedError
-from selfdistill.features import Scaler, compute_features, feature_names, feature_warmup
+from selfdistill.features import (
+    SCALER_KINDS,
+    Scaler,
+    compute_features,
+    feature_columns,
+    feature_names,
+    feature_warmup,
+)
+from selfdistill.features import causal as causal_module
 
 SMALL = FeaturesConfig(return_windows=[1, 3, 6], volatility_windows=[4, 8], volume_window=5,
                        range_window=4, ma_windows=[5, 10], skew_window=6)
@@ -64,6 +72,31 @@ def test_feature_names_are_unique_and_follow_config() -> None:
 def test_missing_column_raises() -> None:
     with pytest.raises(DataError, match="volume"):
         compute_features(make_candles(50).drop(columns="volume"))
+
+
+def test_feature_columns_are_the_frame_one_column_at_a_time() -> None:
+    candles = make_candles(400, seed=2, gaps=(120, 121, 300))
+    frame = compute_features(candles, SMALL)
+    seen = []
+    for name, column in feature_columns(candles, SMALL):
+        assert column.dtype == np.float64
+        assert column.shape == (400,)
+        np.testing.assert_array_equal(column, frame[name].to_numpy())
+        column[:] = 1e9  # the caller owns the column: later ones must not see this
+        seen.append(name)
+    assert sorted(seen) == sorted(feature_names(SMALL))
+    assert len(seen) == len(set(seen))
+
+
+def test_features_in_blocks_equal_the_whole_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    candles = make_candles(1000, seed=5, gaps=(130, 131, 640))
+    whole = compute_features(candles, SMALL)
+    monkeypatch.setattr(causal_module, "_BLOCK", 64)  # 16 blocks, windows straddle them
+    blocked = compute_features(candles, SMALL)
+    pd.testing.assert_frame_equal(blocked, whole, check_exact=False, rtol=1e-9, atol=1e-12)
+    # blocks start at fixed bars: the future still never reaches the past
+    moved = compute_features(perturb_from(candles, 500, seed=1), SMALL)
+    pd.testing.assert_frame_equal(moved.iloc[:500], blocked.iloc[:500], check_exact=True)
 
 
 # --------------------------------------------------------------------- causality
@@ -238,6 +271,35 @@ def test_scaler_errors_name_the_problem() -> None:
         Scaler.from_dict({"kind": "standard", "clip": 10, "center": [0.0], "scale": [0.0]})
     with pytest.raises(ModelFileError):
         Scaler.from_dict({"kind": "standard"})
+
+
+@pytest.mark.parametrize("kind", SCALER_KINDS)
+def test_columns_one_at_a_time_give_fit_then_transform_exactly(kind: str) -> None:
+    x = _matrix(300)
+    x[250:, 1] = np.nan  # non-training rows may be anything; NaN stays NaN
+    train = np.r_[0:100, 150:220]  # not one run of rows
+    expected = Scaler(kind).fit(x[train])
+    out = np.full(x.shape, -1.0, dtype=np.float32)
+    columns = ((j, x[:, j].copy()) for j in (2, 0, 3, 1))  # any order
+    got = Scaler(kind).fit_transform_columns(columns, train, out=out)
+    assert got.to_dict() == expected.to_dict()
+    np.testing.assert_array_equal(out, expected.transform(x))
+    got_slice = Scaler(kind).fit_transform_columns(
+        ((j, x[:, j]) for j in range(4)), slice(0, 100), out=out)
+    assert got_slice.to_dict() == Scaler(kind).fit(x[:100]).to_dict()
+
+
+def test_columns_one_at_a_time_refuse_gaps_and_bad_rows() -> None:
+    x = _matrix()
+    out = np.empty(x.shape, dtype=np.float32)
+    with pytest.raises(DataError, match=r"column\(s\) \[3\] of 4"):
+        Scaler().fit_transform_columns(((j, x[:, j]) for j in range(3)), slice(0, 50), out)
+    bad = x[:, 1].copy()
+    bad[7] = np.inf
+    with pytest.raises(DataError, match="column 1"):
+        Scaler().fit_transform_columns([(0, x[:, 0]), (1, bad)], slice(0, 50), out)
+    with pytest.raises(ConfigError, match="minmax"):
+        Scaler("minmax").fit_transform_columns([], slice(0, 50), out)  # type: ignore[arg-type]
 
 
 def test_refit_forgets_the_first_fit() -> None:

@@ -24,7 +24,7 @@ training rows only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,13 +33,14 @@ import pandas as pd
 from selfdistill.config import FeaturesConfig
 from selfdistill.errors import DataError
 
-__all__ = ["compute_features", "constant_volume", "feature_names", "feature_warmup",
-           "features_config", "pin_volume", "resolve_volume"]
+__all__ = ["compute_features", "constant_volume", "feature_columns", "feature_names",
+           "feature_warmup", "features_config", "pin_volume", "resolve_volume"]
 
 logger = logging.getLogger(__name__)
 
 _REQUIRED = ("open", "high", "low", "close", "volume")
 _FLAT_VARIANCE = 1e-18  # below this a window of log returns is flat: skew := 0
+_BLOCK = 1 << 18  # bars per block of the rolling-window features (bounds their scratch)
 
 
 def _unique(windows: list[int]) -> list[int]:
@@ -154,11 +155,12 @@ def _check_candles(candles: pd.DataFrame) -> None:
         )
 
 
-def _gap_count(candles: pd.DataFrame) -> np.ndarray:
-    """(N,) cumulative number of ``gap_before`` marks up to and including each bar."""
+def _gap_count(candles: pd.DataFrame) -> np.ndarray | None:
+    """(N,) cumulative number of ``gap_before`` marks up to each bar; None without gaps."""
     if "gap_before" not in candles.columns:
-        return np.zeros(len(candles), dtype=np.int64)
-    return np.cumsum(candles["gap_before"].to_numpy(dtype=bool), dtype=np.int64)
+        return None
+    marks = candles["gap_before"].to_numpy(dtype=bool)
+    return np.cumsum(marks, dtype=np.int64) if marks.any() else None
 
 
 def _crosses_gap(gaps: np.ndarray, span: int) -> np.ndarray:
@@ -170,61 +172,134 @@ def _crosses_gap(gaps: np.ndarray, span: int) -> np.ndarray:
     return out
 
 
+def _blank_gaps(x: np.ndarray, gaps: np.ndarray | None, span: int) -> np.ndarray:
+    """``x`` with NaN (in place) where its ``span``-bar look-back straddles a gap."""
+    if gaps is not None:
+        x[_crosses_gap(gaps, span)] = np.nan
+    return x
+
+
+def _windowed(fn: Callable[[np.ndarray, int], np.ndarray], x: np.ndarray,
+              window: int) -> np.ndarray:
+    """``fn(x, window)`` computed over blocks of :data:`_BLOCK` bars.
+
+    ``fn`` is a trailing-window map: its row ``t`` reads ``x[t - window + 1 .. t]``
+    only, so each block, given the ``window - 1`` bars before it, yields that block's
+    rows. The scratch memory of ``fn`` (pandas' window bounds, moment arrays) is then
+    that of one block, not of all N bars. Blocks start at fixed bars (0, _BLOCK, ...),
+    so a row's value never depends on later bars.
+    """
+    n = len(x)
+    if n <= 2 * _BLOCK:
+        return fn(x, window)
+    out = np.empty(n)
+    for lo in range(0, n, _BLOCK):
+        first = max(0, lo - window + 1)
+        hi = min(n, lo + _BLOCK)
+        out[lo:hi] = fn(x[first:hi], window)[lo - first:]
+    return out
+
+
+def _pandas_mean(x: np.ndarray, window: int) -> np.ndarray:
+    return pd.Series(x, copy=False).rolling(window, min_periods=window).mean().to_numpy()
+
+
 def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     """(N,) trailing mean over ``window`` values ending at t; NaN until full or on NaN."""
-    return pd.Series(x).rolling(window, min_periods=window).mean().to_numpy()
+    return _windowed(_pandas_mean, x, window)
 
 
-def _rolling_skew(r: np.ndarray, window: int) -> np.ndarray:
-    """(N,) population skewness of the last ``window`` values; 0 for a flat window."""
-    mean = _rolling_mean(r, window)
-    raw2 = _rolling_mean(r * r, window)
-    m2 = raw2 - mean**2
-    m3 = _rolling_mean(r**3, window) - 3 * mean * raw2 + 2 * mean**3
+def _realised_vol(r: np.ndarray, window: int) -> np.ndarray:
+    """(N,) ``sqrt(mean r^2)`` over the last ``window`` returns."""
+    vol = _pandas_mean(np.square(r), window)
+    return np.sqrt(vol, out=vol)
+
+
+def _skew(r: np.ndarray, window: int) -> np.ndarray:
+    """(N,) population skewness of the last ``window`` values; 0 for a flat window.
+
+    ``m3 / m2^1.5`` from the rolling raw moments, cubes as products (``np.power``
+    is ~25x slower).
+    """
+    mean = _pandas_mean(r, window)
+    raw2 = _pandas_mean(np.square(r), window)
+    m2 = raw2 - np.square(mean)
+    m3 = _pandas_mean(r * r * r, window) - 3.0 * mean * raw2 + 2.0 * (mean * mean * mean)
     with np.errstate(divide="ignore", invalid="ignore"):
-        skew = m3 / np.power(np.maximum(m2, 0.0), 1.5)
-    return np.where(m2 > _FLAT_VARIANCE, skew, np.where(np.isnan(m2), np.nan, 0.0))
+        var = np.maximum(m2, 0.0)
+        skew = m3 / (var * np.sqrt(var))
+    skew[~(m2 > _FLAT_VARIANCE)] = 0.0  # a flat window has no skew ...
+    skew[np.isnan(m2)] = np.nan  # ... but a window with a NaN has no value at all
+    return skew
 
 
-def _return_features(log_close: np.ndarray, r1: np.ndarray, gaps: np.ndarray,
-                     cfg: FeaturesConfig) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    n = len(log_close)
+def _price_columns(close: np.ndarray, gaps: np.ndarray | None, cfg: FeaturesConfig
+                   ) -> Iterator[tuple[str, np.ndarray]]:
+    """Features of the close series; log close, then 1-bar returns, held one at a time."""
+    n = len(close)
+    log_close = np.log(close)
     for w in _unique(cfg.return_windows):
         ret = np.full(n, np.nan)
-        ret[w:] = log_close[w:] - log_close[:-w]
-        out[f"ret_{w}"] = np.where(_crosses_gap(gaps, w), np.nan, ret)
+        np.subtract(log_close[w:], log_close[:-w], out=ret[w:])
+        yield f"ret_{w}", _blank_gaps(ret, gaps, w)
+    for w in _unique(cfg.ma_windows):
+        dist = np.log(_rolling_mean(close, w))
+        np.subtract(log_close, dist, out=dist)
+        yield f"ma_dist_{w}", _blank_gaps(dist, gaps, w - 1)
+    r1 = np.full(n, np.nan)
+    np.subtract(log_close[1:], log_close[:-1], out=r1[1:])
+    del log_close
+    _blank_gaps(r1, gaps, 1)  # a close-to-close move across missing bars
     for w in _unique(cfg.volatility_windows):
         # realised volatility: sqrt(mean r^2); r1 is NaN across gaps, so is the window
-        out[f"vol_{w}"] = np.sqrt(_rolling_mean(r1 * r1, w))
-    return out
+        yield f"vol_{w}", _windowed(_realised_vol, r1, w)
+    yield f"skew_{cfg.skew_window}", _windowed(_skew, r1, cfg.skew_window)
 
 
-def _bar_features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
-                  v: np.ndarray, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
+def _bar_columns(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,
+                 cfg: FeaturesConfig) -> Iterator[tuple[str, np.ndarray]]:
+    """Bar-local features and their trailing means (kept across gaps)."""
     bar_range = np.log(h / lo)
-    out["range"] = bar_range
-    out[f"range_mean_{cfg.range_window}"] = _rolling_mean(bar_range, cfg.range_window)
-    mean_volume = _rolling_mean(v, cfg.volume_window)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # log(1 + v / mean): finite for zero volume, undefined when the window traded nothing
-        rel = np.log1p(v / mean_volume)
-        pos = (c - lo) / (h - lo)
+    yield f"range_mean_{cfg.range_window}", _rolling_mean(bar_range, cfg.range_window)
+    yield "range", bar_range
     if cfg.volume != "off":
-        out[f"volume_rel_{cfg.volume_window}"] = np.where(mean_volume > 0, rel, np.nan)
-    out["close_pos"] = np.where(h > lo, pos, 0.5)
-    return out
+        mean_volume = _rolling_mean(v, cfg.volume_window)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # log(1 + v / mean): finite for zero volume, undefined when the window traded nothing
+            rel = np.log1p(v / mean_volume)
+        rel[~(mean_volume > 0)] = np.nan
+        del mean_volume
+        yield f"volume_rel_{cfg.volume_window}", rel
+    pos = np.subtract(c, lo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos /= h - lo
+    pos[~(h > lo)] = 0.5
+    yield "close_pos", pos
 
 
-def _trend_features(c: np.ndarray, log_close: np.ndarray, r1: np.ndarray,
-                    gaps: np.ndarray, cfg: FeaturesConfig) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for w in _unique(cfg.ma_windows):
-        dist = log_close - np.log(_rolling_mean(c, w))
-        out[f"ma_dist_{w}"] = np.where(_crosses_gap(gaps, w - 1), np.nan, dist)
-    out[f"skew_{cfg.skew_window}"] = _rolling_skew(r1, cfg.skew_window)
-    return out
+def feature_columns(candles: pd.DataFrame, cfg: FeaturesConfig | Mapping[str, Any] | None = None
+                    ) -> Iterator[tuple[str, np.ndarray]]:
+    """Every feature of :func:`compute_features`, one ``(name, column)`` at a time.
+
+    The columns come in the order that holds the fewest shared intermediates (log
+    close, then 1-bar returns), not in :func:`feature_names` order: place them by
+    name. Each column is a new (N,) float64 array that the generator no longer
+    reads, so the caller may overwrite it. :func:`compute_features` is built from
+    this generator, so a model trained column by column and one served from the
+    frame see the same numbers.
+
+    Args:
+        candles: validated candles (see :func:`compute_features`).
+        cfg: feature settings; ``volume: auto`` is decided on these candles.
+
+    Yields:
+        ``(name, (N,) float64)`` for every name of ``feature_names(cfg)``, once each.
+    """
+    _check_candles(candles)
+    cfg = resolve_volume(candles, features_config(cfg))
+    h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in _REQUIRED[1:])
+    yield from _price_columns(c, _gap_count(candles), cfg)
+    yield from _bar_columns(h, lo, c, v, cfg)
 
 
 def compute_features(candles: pd.DataFrame,
@@ -246,15 +321,8 @@ def compute_features(candles: pd.DataFrame,
     """
     _check_candles(candles)
     cfg = resolve_volume(candles, features_config(cfg))
-    o, h, lo, c, v = (candles[k].to_numpy(dtype=np.float64) for k in _REQUIRED)
-    gaps = _gap_count(candles)
-    log_close = np.log(c)
-    r1 = np.full(len(c), np.nan)
-    r1[1:] = np.diff(log_close)
-    r1[_crosses_gap(gaps, 1)] = np.nan  # a close-to-close move across missing bars
-    cols = _return_features(log_close, r1, gaps, cfg)
-    cols |= _bar_features(o, h, lo, c, v, cfg)
-    cols |= _trend_features(c, log_close, r1, gaps, cfg)
-    frame = pd.DataFrame(cols, index=candles.index)[feature_names(cfg)]
+    cols = dict(feature_columns(candles, cfg))
+    frame = pd.DataFrame({name: cols.pop(name) for name in feature_names(cfg)},
+                         index=candles.index)
     logger.debug("computed %d features on %d bars", frame.shape[1], frame.shape[0])
-    return frame.astype(np.float64)
+    return frame

@@ -8,15 +8,18 @@ every saved model, so prediction scales new candles exactly as training did.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
 
 from selfdistill.errors import ConfigError, DataError, ModelFileError, NotFittedError
 
-__all__ = ["SCALER_KINDS", "Scaler"]
+__all__ = ["SCALER_KINDS", "Scaler", "ScalerKind"]
 
-SCALER_KINDS = ("standard", "robust", "none")
+ScalerKind = Literal["standard", "robust", "none"]
+SCALER_KINDS: tuple[ScalerKind, ...] = ("standard", "robust", "none")
+_CHUNK = 1 << 16  # rows scaled at a time by fit_transform_columns
 
 
 class Scaler:
@@ -34,7 +37,7 @@ class Scaler:
         [0.0, 3.0]
     """
 
-    def __init__(self, kind: Literal["standard", "robust", "none"] = "standard",
+    def __init__(self, kind: ScalerKind = "standard",
                  clip: float = 10.0) -> None:
         self.kind = kind
         self.clip = clip
@@ -48,8 +51,7 @@ class Scaler:
         Returns:
             self, with ``center_`` and ``scale_`` of shape (F,).
         """
-        if self.kind not in SCALER_KINDS:
-            raise ConfigError(f"scaler kind '{self.kind}' is not one of {', '.join(SCALER_KINDS)}")
+        self._check_kind()
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] == 0:
             raise DataError(f"Scaler.fit needs a non-empty 2-D array (rows, features), "
@@ -58,20 +60,67 @@ class Scaler:
         if bad.size:
             raise DataError(f"Scaler.fit got NaN or inf in column(s) {bad.tolist()}; "
                             "drop warm-up rows before fitting")
-        self.center_, self.scale_ = self._statistics(x)
+        stats = [self._column_statistics(x[:, j]) for j in range(x.shape[1])]
+        self.center_ = np.array([c for c, _ in stats], dtype=np.float64)
+        self.scale_ = np.array([s for _, s in stats], dtype=np.float64)
         return self
 
-    def _statistics(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n_features = x.shape[1]
+    def fit_transform_columns(self, columns: Iterable[tuple[int, np.ndarray]],
+                              train: slice | np.ndarray, out: np.ndarray) -> Scaler:
+        """Fit and scale one column at a time, writing into a preallocated matrix.
+
+        The same numbers as ``fit(x[train]).transform(x)`` of the full (R, F) float64
+        matrix ``x``, without ever holding it: each column is fitted on its training
+        rows, scaled in float64 and stored in ``out`` (float32 rounding, like
+        :meth:`transform`).
+
+        Args:
+            columns: ``(j, values)`` for every column ``j`` of ``out`` once, in any
+                order; ``values`` is (R,) float64, finite on the training rows.
+            train: the training rows of each column (a slice or positions).
+            out: (R, F) array receiving the scaled columns.
+
+        Returns:
+            self, fitted (``center_``, ``scale_`` of shape (F,)).
+        """
+        self._check_kind()
+        n_features = out.shape[1]
+        center, scale = np.full(n_features, np.nan), np.full(n_features, np.nan)
+        for j, values in columns:
+            fit_rows = values[train]
+            if fit_rows.size == 0 or not np.isfinite(fit_rows).all():
+                raise DataError(f"Scaler.fit got no rows or NaN / inf in column {j}; "
+                                "drop warm-up rows before fitting")
+            center[j], scale[j] = self._column_statistics(fit_rows)
+            del fit_rows
+            for lo in range(0, len(values), _CHUNK):  # float64 scratch of one chunk only
+                out[lo:lo + _CHUNK, j] = self._scaled(values[lo:lo + _CHUNK], center[j], scale[j])
+        if np.isnan(center).any():
+            raise DataError(f"Scaler.fit_transform_columns got no values for column(s) "
+                            f"{np.flatnonzero(np.isnan(center)).tolist()} of {n_features}")
+        self.center_, self.scale_ = center, scale
+        return self
+
+    def _check_kind(self) -> None:
+        if self.kind not in SCALER_KINDS:
+            raise ConfigError(f"scaler kind '{self.kind}' is not one of {', '.join(SCALER_KINDS)}")
+
+    def _column_statistics(self, col: np.ndarray) -> tuple[float, float]:
+        """(centre, scale) of one column's training values (constant: scale 1)."""
         if self.kind == "none":
-            return np.zeros(n_features), np.ones(n_features)
+            return 0.0, 1.0
         if self.kind == "robust":
-            q25, center, q75 = np.percentile(x, [25.0, 50.0, 75.0], axis=0)
+            q25, center, q75 = np.percentile(col, [25.0, 50.0, 75.0])
             scale = q75 - q25
         else:
-            center, scale = x.mean(axis=0), x.std(axis=0)
-        scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(center)), scale, 1.0)
-        return center, scale
+            center, scale = col.mean(), col.std()
+        return float(center), float(scale if scale > 1e-12 * max(1.0, abs(center)) else 1.0)
+
+    def _scaled(self, x: np.ndarray, center: np.ndarray | float,
+                scale: np.ndarray | float) -> np.ndarray:
+        """``(x - center) / scale``, clipped unless ``none``; float64."""
+        z = (x - center) / scale
+        return z if self.kind == "none" else np.clip(z, -self.clip, self.clip, out=z)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Apply the fitted statistics.
@@ -89,10 +138,7 @@ class Scaler:
         if x.ndim != 2 or x.shape[1] != self.center_.shape[0]:
             raise DataError(f"Scaler was fitted on {self.center_.shape[0]} features, "
                             f"got an array of shape {x.shape}")
-        z = (x - self.center_) / self.scale_
-        if self.kind != "none":
-            z = np.clip(z, -self.clip, self.clip)
-        return z.astype(np.float32)
+        return self._scaled(x, self.center_, self.scale_).astype(np.float32)
 
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         """``fit(x).transform(x)`` for the training rows."""
