@@ -156,7 +156,7 @@ def test_same_bar_labels_describe_bar_t_and_look_nowhere_else() -> None:
 def test_label_set_carries_index_dtype_and_names() -> None:
     candles = make_candles(200)
     labels = make_labels(candles, LabelsConfig(horizon=3, vol_span=10))
-    assert labels.y.dtype == np.int64
+    assert labels.y.dtype == np.int8  # 1 byte a row: the class ids fit
     assert labels.y.index.equals(candles.index[labels.start])
     assert labels.class_names == CLASS_NAMES == ("bull", "bear", "sideways")
     assert labels.start.dtype == labels.end.dtype == np.int64

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from candle_helpers import make_candles, scale_prices
 from selfdistill.config import parse_config
-from selfdistill.evaluation.fold import build_dataset, holdout_split, load_candles, run_fold
+from selfdistill.evaluation.experiment import plan_splits
+from selfdistill.evaluation.fold import (
+    build_dataset,
+    holdout_split,
+    load_candles,
+    make_train_data,
+    run_fold,
+    scaled_inputs,
+)
+from selfdistill.features import Scaler, compute_features, feature_names
+from selfdistill.labels import make_labels
 
 CFG = {"data": {"synthetic": {"n_bars": 2000}}, "model": {"hidden": [16]},
        "features": {"return_windows": [1, 4, 12], "volatility_windows": [12, 24],
@@ -35,23 +48,94 @@ def test_split_is_purged_by_the_label_horizon(setup) -> None:
     assert end[split.val].max() < start[split.test].min()
 
 
+def _moved_from(candles: pd.DataFrame, first: int, seed: int) -> pd.DataFrame:
+    """``candles`` with every bar from ``first`` on rescaled and its volume redrawn."""
+    rng = np.random.default_rng(seed)
+    factor = np.ones(len(candles))
+    factor[first:] = np.exp(np.cumsum(rng.normal(0.0, 0.02, len(candles) - first)))
+    out = scale_prices(candles, factor)
+    volume = out["volume"].to_numpy().copy()
+    volume[first:] = rng.gamma(2.0, 500.0, len(candles) - first)
+    out["volume"] = volume
+    return out
+
+
 def test_scaler_statistics_come_from_training_rows_only(setup) -> None:
     cfg, ds, split = setup
+    x, scaler = scaled_inputs(ds, split.train, cfg.features.scaler)
+    # every bar from the first validation row on moves: validation and test features change
+    moved = dataclasses.replace(ds, candles=_moved_from(ds.candles, ds.labels.start[split.val[0]],
+                                                        seed=1))
+    x2, scaler2 = scaled_inputs(moved, split.train, cfg.features.scaler)
+    assert scaler.to_dict() == scaler2.to_dict()
+    np.testing.assert_array_equal(x[split.train], x2[split.train])
+    assert not np.allclose(x[split.val], x2[split.val])  # the change reached the features
+
+
+def test_changing_test_bars_changes_no_fitted_or_validation_number(setup) -> None:
+    cfg, ds, split = setup
     result = run_fold(ds, split, cfg, seed=0)
-    ds2 = build_dataset(cfg, ds.candles, None, ds.interval)
-    ds2.features.iloc[split.test] = ds2.features.iloc[split.test] * 50 + 3  # change test rows
-    result2 = run_fold(ds2, split, cfg, seed=0)
+    moved = dataclasses.replace(ds, candles=_moved_from(ds.candles,
+                                                        ds.labels.start[split.test[0]], seed=2))
+    result2 = run_fold(moved, split, cfg, seed=0)
     assert result.scaler.to_dict() == result2.scaler.to_dict()
     val = [r for r in result.records if r["split"] == "val"]
     val2 = [r for r in result2.records if r["split"] == "val"]
     assert [r["nll"] for r in val] == [r["nll"] for r in val2]
+    test = [r["nll"] for r in result.records if r["split"] == "test"]
+    assert test != [r["nll"] for r in result2.records if r["split"] == "test"]
+
+
+@pytest.mark.parametrize("kind", ["standard", "robust", "none"])
+def test_cell_inputs_are_the_float64_pipelines_numbers(kind: str) -> None:
+    """x of a cell == Scaler().fit(raw64[train]).transform(raw64), computed column by column."""
+    candles = make_candles(3000, seed=2, gaps=(400, 1500, 1501))
+    cfg = parse_config({**CFG, "features": {**CFG["features"], "scaler": kind},
+                        "evaluation": {"scheme": "purged_kfold", "folds": 3}})
+    ds = build_dataset(cfg, candles, None, "60")
+    split = plan_splits(ds, cfg)[1]  # training rows on both sides of the test block
+    _, x, scaler = make_train_data(ds, split, cfg, torch.device("cpu"))
+    raw = compute_features(candles, cfg.features).to_numpy()[ds.labels.start]  # (R, F) float64
+    expected = Scaler(kind).fit(raw[split.train])
+    assert x.dtype == torch.float32
+    assert x.is_contiguous()
+    assert tuple(x.shape) == raw.shape
+    assert ds.feature_names == tuple(feature_names(cfg.features))
+    np.testing.assert_array_equal(x.numpy(), expected.transform(raw))
+    assert scaler.to_dict() == expected.to_dict()
+
+
+@pytest.mark.parametrize("gaps", [(), (400, 1500, 1501)])
+def test_build_dataset_keeps_the_labelled_rows_with_every_feature_finite(gaps) -> None:
+    candles = make_candles(3000, seed=2, gaps=gaps)
+    cfg = parse_config({**CFG, "labels": {"horizon": 6, "vol_span": 10}})  # features warm longer
+    ds = build_dataset(cfg, candles, None, "60")
+    labels = make_labels(candles, cfg.labels)
+    raw = compute_features(candles, cfg.features).to_numpy()[labels.start]
+    finite = np.isfinite(raw).all(axis=1)
+    assert not finite.all()  # warm-up (and gaps) really drop rows
+    np.testing.assert_array_equal(ds.labels.start, labels.start[finite])
+    np.testing.assert_array_equal(ds.labels.end, labels.end[finite])
+    pd.testing.assert_series_equal(ds.labels.y, labels.y[finite])
+    assert ds.times.equals(candles.index[ds.labels.start])
+    head = ds.head(100)
+    assert head.n_rows == 100
+    assert head.times.equals(ds.times[:100])
+
+
+def test_dataset_rows_of_consecutive_bars_are_views(setup) -> None:
+    _, ds, _ = setup  # synthetic bars, no gaps: the labelled rows are one run of bars
+    assert np.shares_memory(ds.times.asi8, ds.candles.index.asi8)
+    assert np.shares_memory(ds.labels.y.index.asi8, ds.candles.index.asi8)
+    assert ds.truth is not None
+    assert ds.truth.dtype == np.int8
 
 
 def test_test_labels_never_influence_selection(setup) -> None:
     cfg, ds, split = setup
     y = ds.labels.y.copy()
     rng = np.random.default_rng(0)
-    y.iloc[split.test] = rng.integers(0, 3, len(split.test))
+    y.iloc[split.test] = rng.integers(0, 3, len(split.test), dtype=np.int8)
     ds_shuffled = build_dataset(cfg, ds.candles, None, ds.interval)
     ds_shuffled.labels.y = y
     a = run_fold(ds, split, cfg, seed=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def _with_labels(ds: Dataset, rows: np.ndarray, seed: int) -> Dataset:
     labels = LabelSet(y=pd.Series(y, index=ds.labels.y.index), start=ds.labels.start,
                       end=ds.labels.end, class_names=ds.labels.class_names,
                       method=ds.labels.method, horizon=ds.labels.horizon)
-    return Dataset(ds.candles, ds.features, labels, ds.truth, ds.interval)
+    return dataclasses.replace(ds, labels=labels)
 
 
 def _trial_values(cfg: RunConfig, ds: Dataset) -> list[float | None]:

@@ -66,7 +66,7 @@ class LabelSet:
     """Labels of the rows that have them.
 
     Attributes:
-        y: (L,) int64 labels indexed by the ``open_time`` of each labelled bar.
+        y: (L,) int8 labels indexed by the ``open_time`` of each labelled bar.
         start: (L,) int64 bar position ``t`` of each labelled row (into the candles).
         end: (L,) int64 last bar position its label looked at (``t + h`` for forward).
         class_names: name of each class id.
@@ -94,10 +94,14 @@ def _log_returns(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(N,) log close and (N,) 1-bar log returns (NaN at bar 0 and after a gap)."""
     log_close = np.log(candles["close"].to_numpy(dtype=np.float64))
     r1 = np.full(len(log_close), np.nan)
-    r1[1:] = np.diff(log_close)
+    np.subtract(log_close[1:], log_close[:-1], out=r1[1:])
     if "gap_before" in candles.columns:
         r1[candles["gap_before"].to_numpy(dtype=bool)] = np.nan
     return log_close, r1
+
+
+def _ewm_std(r1: np.ndarray, span: int) -> np.ndarray:
+    return pd.Series(r1, copy=False).ewm(span=span, min_periods=span).std().to_numpy()
 
 
 def trailing_volatility(candles: pd.DataFrame, span: int = 100) -> np.ndarray:
@@ -112,8 +116,7 @@ def trailing_volatility(candles: pd.DataFrame, span: int = 100) -> np.ndarray:
     Returns:
         (N,) float64 ``sigma_t``; NaN during warm-up. Uses bars ``<= t`` only.
     """
-    _, r1 = _log_returns(candles)
-    return pd.Series(r1).ewm(span=span, min_periods=span).std().to_numpy()
+    return _ewm_std(_log_returns(candles)[1], span)
 
 
 def _gap_in_horizon(candles: pd.DataFrame, horizon: int) -> np.ndarray:
@@ -121,20 +124,26 @@ def _gap_in_horizon(candles: pd.DataFrame, horizon: int) -> np.ndarray:
     out = np.zeros(len(candles), dtype=bool)
     if "gap_before" not in candles.columns or horizon >= len(candles):
         return out
-    gaps = np.cumsum(candles["gap_before"].to_numpy(dtype=bool), dtype=np.int64)
+    marks = candles["gap_before"].to_numpy(dtype=bool)
+    if not marks.any():
+        return out
+    gaps = np.cumsum(marks, dtype=np.int64)
     out[: len(gaps) - horizon] = gaps[horizon:] - gaps[:-horizon] > 0
     return out
 
 
 def _classify(r: np.ndarray, band: np.ndarray) -> np.ndarray:
-    return np.where(r > band, BULL, np.where(r < -band, BEAR, SIDEWAYS)).astype(np.int64)
+    """(N,) int8: bull above ``band``, else bear below ``-band``, else (or NaN) sideways."""
+    y = np.full(len(r), SIDEWAYS, dtype=np.int8)
+    y[r < -band] = BEAR
+    y[r > band] = BULL  # written last: bull wins where both hold (a negative band)
+    return y
 
 
-def _forward(log_close: np.ndarray, band: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N - h,) labels and ends of rows 0 .. N - h - 1."""
+def _forward(log_close: np.ndarray, band: np.ndarray, h: int) -> tuple[np.ndarray, int]:
+    """(N - h,) labels of rows 0 .. N - h - 1, and their look-ahead (h bars each)."""
     r = log_close[h:] - log_close[:-h]
-    t = np.arange(len(r), dtype=np.int64)
-    return _classify(r, band[: len(r)]), t + h
+    return _classify(r, band[: len(r)]), h
 
 
 def _first_touch(path: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,21 +158,21 @@ def _first_touch(path: np.ndarray, band: np.ndarray) -> tuple[np.ndarray, np.nda
     first_up = np.where(up.any(axis=1), up.argmax(axis=1), h)
     first_down = np.where(down.any(axis=1), down.argmax(axis=1), h)
     y = np.where(first_up < first_down, BULL, np.where(first_down < first_up, BEAR, SIDEWAYS))
-    return y.astype(np.int64), np.minimum(np.minimum(first_up, first_down) + 1, h)
+    return y.astype(np.int8), np.minimum(np.minimum(first_up, first_down) + 1, h)
 
 
 def _triple_barrier(log_close: np.ndarray, band: np.ndarray,
                     h: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N - h,) labels and touch bars of rows 0 .. N - h - 1."""
+    """(N - h,) labels and look-ahead (bars to the touch) of rows 0 .. N - h - 1."""
     windows = np.lib.stride_tricks.sliding_window_view(log_close, h + 1)  # (N - h, h + 1)
-    y = np.empty(len(windows), dtype=np.int64)
+    y = np.empty(len(windows), dtype=np.int8)
     steps = np.empty(len(windows), dtype=np.int64)
     chunk = max(1, _CHUNK_CELLS // h)  # bounds memory at a few MB whatever N and h
     for lo in range(0, len(windows), chunk):
         win = windows[lo : lo + chunk]
         path = win[:, 1:] - win[:, :1]  # (R, h): return to t+1 .. t+h
         y[lo : lo + chunk], steps[lo : lo + chunk] = _first_touch(path, band[lo : lo + len(win)])
-    return y, np.arange(len(windows), dtype=np.int64) + steps
+    return y, steps
 
 
 def _check_inputs(candles: pd.DataFrame, cfg: LabelsConfig) -> None:
@@ -171,6 +180,14 @@ def _check_inputs(candles: pd.DataFrame, cfg: LabelsConfig) -> None:
         raise DataError(f"candles lack a 'close' column (got {list(candles.columns)})")
     if cfg.method not in LABEL_METHODS:
         raise ConfigError(f"labels.method '{cfg.method}' is not one of {', '.join(LABEL_METHODS)}")
+
+
+def _rows(keep: np.ndarray) -> tuple[np.ndarray, slice | np.ndarray]:
+    """(L,) int64 positions where ``keep``, and the same as a slice when consecutive."""
+    start = np.flatnonzero(keep).astype(np.int64, copy=False)
+    if len(start) and int(start[-1]) - int(start[0]) == len(start) - 1:
+        return start, slice(int(start[0]), int(start[-1]) + 1)
+    return start, start
 
 
 def make_labels(candles: pd.DataFrame, cfg: LabelsConfig | None = None) -> LabelSet:
@@ -181,33 +198,37 @@ def make_labels(candles: pd.DataFrame, cfg: LabelsConfig | None = None) -> Label
         cfg: labelling settings (method, horizon h, band width k, vol_span).
 
     Returns:
-        A :class:`LabelSet` with L <= N rows, chronological.
+        A :class:`LabelSet` with L <= N rows, chronological. ``y`` (and its index) are
+        views of per-bar arrays when the labelled bars are consecutive.
     """
     cfg = cfg or LabelsConfig()
     _check_inputs(candles, cfg)
     n, h = len(candles), cfg.horizon
     log_close, r1 = _log_returns(candles)
-    sigma = trailing_volatility(candles, cfg.vol_span)
+    sigma = _ewm_std(r1, cfg.vol_span)
+    steps: int | np.ndarray
     if cfg.method == "same_bar":
-        y, end = _classify(r1, cfg.k * sigma), np.arange(n, dtype=np.int64)
+        y, steps = _classify(r1, cfg.k * sigma), 0
         keep = np.isfinite(r1) & np.isfinite(sigma)
         horizon = 0
     else:
         if n <= h:
             raise DataError(f"{n} candles cannot be labelled with horizon {h}; "
                             f"need more than {h} bars (lower labels.horizon or load more data)")
+        del r1
         label_fn = _forward if cfg.method == "forward" else _triple_barrier
-        y, end = label_fn(log_close, cfg.k * sigma * np.sqrt(h), h)
+        y, steps = label_fn(log_close, cfg.k * sigma * np.sqrt(h), h)
         keep = np.isfinite(sigma[: n - h]) & ~_gap_in_horizon(candles, h)[: n - h]
         horizon = h
-    start = np.flatnonzero(keep).astype(np.int64)
+    del log_close, sigma
+    start, rows = _rows(keep)
     if start.size == 0:
         raise DataError(f"no bar could be labelled: {n} candles, horizon {h}, vol_span "
                         f"{cfg.vol_span} (sigma needs {cfg.vol_span} returns first); "
                         "load more data or lower labels.vol_span / labels.horizon")
-    labels = pd.Series(y[start], index=candles.index[start], name="label", dtype=np.int64)
-    out = LabelSet(y=labels, start=start, end=end[start].astype(np.int64),
-                   method=cfg.method, horizon=horizon)
+    labels = pd.Series(y[rows], index=candles.index[rows], name="label", copy=False)
+    end = start + (steps if isinstance(steps, int) else steps[rows])
+    out = LabelSet(y=labels, start=start, end=end, method=cfg.method, horizon=horizon)
     logger.info("labelled %d of %d bars (%s, h=%d): %s",
                 len(out), n, cfg.method, horizon, out.class_counts())
     return out

@@ -16,18 +16,25 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
-from selfdistill.config import RunConfig
+from selfdistill.config import FeaturesConfig, RunConfig
 from selfdistill.data.sessions import SESSION_GAP_SHARE, apply_gap_policy
 from selfdistill.errors import DataError
 from selfdistill.evaluation.metrics import classification_metrics
 from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
-from selfdistill.features import Scaler, compute_features
+from selfdistill.features import (
+    Scaler,
+    ScalerKind,
+    feature_columns,
+    feature_names,
+    resolve_volume,
+)
 from selfdistill.labels import LabelSet, make_labels, noisy_labels
 from selfdistill.methods import Lineage, TrainData, get_method
 from selfdistill.splits import Split, check_no_leak, purged_split
@@ -45,6 +52,7 @@ __all__ = [
     "make_train_data",
     "member_name",
     "run_fold",
+    "scaled_inputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,34 +63,46 @@ UNCERTAINTY_MEASURES = ("variance", "mutual_information", "flip_rate")
 
 @dataclass
 class Dataset:
-    """Labelled rows ready to split: features and labels aligned row by row.
+    """Labelled rows ready to split: the candles, their labels, and how to make features.
+
+    No feature matrix is kept: each cell computes its scaled inputs from the candles,
+    column by column (:func:`make_train_data`), so a cell holds one float32 matrix.
 
     Attributes:
         candles: the validated candles (all bars).
-        features: (R, F) causal features of the labelled rows (index = open_time).
-        labels: the LabelSet of the same rows; ``start`` / ``end`` are bar positions.
-        truth: (R,) true regime of each row (synthetic data only).
+        labels: the LabelSet of the rows; ``start`` / ``end`` are bar positions.
+        feature_config: the feature settings, ``volume`` decided on all the candles.
+        truth: (R,) int8 true regime of each row (synthetic data only).
         interval: the bar interval (Bybit spelling) when known.
     """
 
     candles: pd.DataFrame
-    features: pd.DataFrame
     labels: LabelSet
+    feature_config: FeaturesConfig
     truth: np.ndarray | None = None
     interval: str | None = None
 
     @property
     def n_rows(self) -> int:
-        return len(self.features)
+        return len(self.labels)
 
-    @property
+    @cached_property
+    def bars(self) -> slice | np.ndarray:
+        """The candle position of each row: a slice when the rows are consecutive bars."""
+        return _as_slice(self.labels.start)
+
+    @cached_property
     def times(self) -> pd.DatetimeIndex:
-        """(R,) open time of each labelled row."""
-        return pd.DatetimeIndex(self.features.index)
+        """(R,) open time of each labelled row (a view of the candles' index when it can)."""
+        return pd.DatetimeIndex(self.candles.index[self.bars])
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(str(c) for c in self.features.columns)
+        return tuple(feature_names(self.feature_config))
+
+    def rows_of(self, column: np.ndarray) -> np.ndarray:
+        """(R,) the values of a per-bar (N,) column at the labelled rows."""
+        return column[self.bars]
 
     def head(self, n: int) -> Dataset:
         """The first ``n`` labelled rows (the candles stay: features are causal)."""
@@ -90,7 +110,17 @@ class Dataset:
         labels = LabelSet(y=lab.y.iloc[:n], start=lab.start[:n], end=lab.end[:n],
                           class_names=lab.class_names, method=lab.method, horizon=lab.horizon)
         truth = None if self.truth is None else self.truth[:n]
-        return Dataset(self.candles, self.features.iloc[:n], labels, truth, self.interval)
+        return Dataset(self.candles, labels, self.feature_config, truth, self.interval)
+
+
+def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """``rows`` as a slice when they are consecutive increasing integers, else as they are."""
+    rows = np.asarray(rows)
+    if len(rows) == 0 or int(rows[-1]) - int(rows[0]) != len(rows) - 1:
+        return rows
+    if len(rows) > 1 and not bool((np.diff(rows) == 1).all()):  # e.g. [0, 0, 2]
+        return rows
+    return slice(int(rows[0]), int(rows[-1]) + 1)
 
 
 @dataclass
@@ -148,20 +178,36 @@ def apply_session_policy(candles: pd.DataFrame, policy: str, *, source: str = "c
 
 def build_dataset(cfg: RunConfig, candles: pd.DataFrame, truth: pd.Series | None = None,
                   interval: str | None = None) -> Dataset:
-    """Features and labels aligned on the rows where both exist."""
-    feats = compute_features(candles, cfg.features)
+    """Labels on the rows where every feature is finite (the features are not kept)."""
+    features = resolve_volume(candles, cfg.features)
     labels = make_labels(candles, cfg.labels)
-    ok = np.isfinite(feats.to_numpy()[labels.start]).all(axis=1)
+    ok = _finite_rows(candles, features, _as_slice(labels.start), len(labels))
     if ok.sum() < 50:
         raise DataError(
             f"only {int(ok.sum())} of {len(candles)} bars have both features and labels; "
             "use more candles or shorter feature windows / label horizon")
-    labels = LabelSet(y=labels.y[ok], start=labels.start[ok], end=labels.end[ok],
-                      class_names=labels.class_names, method=labels.method,
-                      horizon=labels.horizon)
-    features = feats.iloc[labels.start]
-    truth_rows = None if truth is None else truth.to_numpy()[labels.start].astype(np.int64)
-    return Dataset(candles, features, labels, truth_rows, interval)
+    labels = _keep(labels, ok)
+    truth_rows = None if truth is None else truth.to_numpy()[_as_slice(labels.start)]
+    return Dataset(candles, labels, features, truth_rows, interval)
+
+
+def _finite_rows(candles: pd.DataFrame, features: FeaturesConfig, bars: slice | np.ndarray,
+                 n_rows: int) -> np.ndarray:
+    """(R,) True where every feature is finite at bar ``bars[i]``, one column at a time."""
+    ok = np.ones(n_rows, dtype=bool)
+    for _, column in feature_columns(candles, features):
+        ok &= np.isfinite(column[bars])
+    return ok
+
+
+def _keep(labels: LabelSet, ok: np.ndarray) -> LabelSet:
+    """The rows of ``labels`` where ``ok``; views when they are one run of rows."""
+    first = int(np.argmax(ok))
+    last = len(ok) - int(np.argmax(ok[::-1]))
+    keep: slice | np.ndarray = slice(first, last) if ok[first:last].all() else ok
+    return LabelSet(y=labels.y.iloc[keep], start=labels.start[keep], end=labels.end[keep],
+                    class_names=labels.class_names, method=labels.method,
+                    horizon=labels.horizon)
 
 
 def holdout_split(ds: Dataset, cfg: RunConfig) -> Split:
@@ -182,9 +228,8 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig, device: torch.dev
     ``labels.noise``, the labels of the training rows only are flipped, seeded by
     ``seed`` (the cell's; default ``cfg.seed``): validation keeps the clean labels.
     """
-    raw = ds.features.to_numpy(dtype=np.float64)
-    scaler = Scaler(cfg.features.scaler).fit(raw[split.train])
-    x = torch.as_tensor(scaler.transform(raw), dtype=torch.float32, device=device)
+    inputs, scaler = scaled_inputs(ds, split.train, cfg.features.scaler)
+    x = torch.from_numpy(inputs).to(device)  # (R, F) float32; no copy on the CPU
     if cfg.model.kind in ("cnn", "gru"):
         from selfdistill.nn.windows import make_windows
 
@@ -201,6 +246,24 @@ def make_train_data(ds: Dataset, split: Split, cfg: RunConfig, device: torch.dev
                      positions=torch.as_tensor(ds.labels.start, dtype=torch.int64,
                                                device=device))  # gaps break HMM sequences
     return data, x, scaler
+
+
+def scaled_inputs(ds: Dataset, train: np.ndarray, kind: ScalerKind) -> tuple[np.ndarray, Scaler]:
+    """(R, F) float32 C-contiguous inputs, each column scaled on the ``train`` rows only.
+
+    Features are computed one column at a time over the bars up to the last labelled
+    row (causal: later bars change nothing), so the (R, F) float64 matrix is never
+    held; the numbers are ``Scaler(kind).fit(raw[train]).transform(raw)``'s.
+    """
+    names = ds.feature_names
+    where = {name: j for j, name in enumerate(names)}
+    last_bar = int(ds.labels.start[-1]) if ds.n_rows else -1
+    bars = ds.candles.iloc[: last_bar + 1]
+    x = np.empty((ds.n_rows, len(names)), dtype=np.float32)  # (R, F)
+    columns = ((where[name], ds.rows_of(col))
+               for name, col in feature_columns(bars, ds.feature_config))
+    scaler = Scaler(kind).fit_transform_columns(columns, _as_slice(train), out=x)
+    return x, scaler
 
 
 def member_name(keys: dict[str, Any]) -> str:
@@ -227,9 +290,9 @@ def _prediction_frame(ds: Dataset, rows: np.ndarray, proba: np.ndarray, *, metho
     for c, name in enumerate(ds.labels.class_names):
         frame[f"p_{name}"] = proba[:, c]
     frame["pred"] = proba.argmax(axis=1).astype(np.int64)
-    frame["label"] = ds.labels.y.to_numpy()[rows]
+    frame["label"] = ds.labels.y.to_numpy()[rows].astype(np.int64)  # int8 in the Dataset
     if ds.truth is not None:
-        frame["true_regime"] = ds.truth[rows]
+        frame["true_regime"] = ds.truth[rows].astype(np.int64)
     for k, v in base.items():
         frame[k] = v
     return frame
