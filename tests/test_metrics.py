@@ -141,3 +141,22 @@ def test_result_is_json_serialisable() -> None:
 def test_bad_inputs_raise_data_error(y: np.ndarray, p: np.ndarray, match: str) -> None:
     with pytest.raises(DataError, match=match):
         classification_metrics(y, p)
+
+
+def test_metric_totals_in_pieces_equal_the_whole() -> None:
+    from selfdistill.evaluation.metrics import MetricTotals
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(1000, 3)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = rng.integers(0, 3, 1000)
+    whole = classification_metrics(y, p)
+    assert MetricTotals(3).add(y, p).result() == whole  # one piece: exactly the same
+    pieces = MetricTotals(3)
+    for a in range(0, 1000, 137):
+        pieces.add(y[a:a + 137], p[a:a + 137])
+    got = pieces.result()
+    assert got["confusion_matrix"] == whole["confusion_matrix"]
+    assert got["n"] == 1000
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll", "brier", "ece"):
+        assert got[key] == pytest.approx(whole[key], rel=1e-12, abs=1e-15), key

@@ -21,11 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from selfdistill.errors import DataError
-from selfdistill.softmax import nll
+from selfdistill.softmax import PROB_FLOOR
 
 __all__ = [
+    "MetricTotals",
     "classification_metrics",
     "confusion_matrix",
     "expected_calibration_error",
@@ -133,6 +135,62 @@ def reliability_curve(y_true: np.ndarray, proba: np.ndarray,
     }
 
 
+class MetricTotals:
+    """The sums behind :func:`classification_metrics`, added up chunk by chunk.
+
+    Every metric here is a sum over rows (the confusion matrix, the log-likelihood, the
+    Brier score, the per-bin confidence and correctness of the ECE), so a split too
+    large to hold at once (the training rows of a 10M-bar run, times every member) is
+    scored in pieces; one piece gives exactly :func:`classification_metrics`.
+
+    Example:
+        >>> import numpy as np
+        >>> t = MetricTotals(2).add([0, 1], [[0.9, 0.1], [0.2, 0.8]]).add([1], [[0.6, 0.4]])
+        >>> t.result()["accuracy"], t.result()["n"]
+        (0.6666666666666666, 3)
+    """
+
+    def __init__(self, n_classes: int = 3, n_bins: int = 15) -> None:
+        if n_bins < 1:
+            raise DataError(f"n_bins must be >= 1, got {n_bins}")
+        self.n_classes, self.n_bins = n_classes, n_bins
+        self.cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+        self.nll_sum = self.brier_sum = 0.0
+        self.conf_sum, self.acc_sum = np.zeros(n_bins), np.zeros(n_bins)
+        self.n = 0
+
+    def add(self, y_true: ArrayLike, proba: ArrayLike) -> MetricTotals:
+        """Add rows: (N,) class ids and (N, C) probabilities."""
+        y, p = _check(np.asarray(y_true), np.asarray(proba), self.n_classes)
+        pred = p.argmax(axis=1)
+        self.cm += confusion_matrix(y, pred, self.n_classes)
+        p_true = p[np.arange(len(y)), y]
+        self.nll_sum += float(-np.sum(np.log(np.maximum(p_true, PROB_FLOOR))))
+        onehot = np.eye(self.n_classes)[y]
+        self.brier_sum += float(np.sum(np.sum((p - onehot) ** 2, axis=1)))
+        _, conf_sum, acc_sum = _binned(y, p, self.n_bins)
+        self.conf_sum += conf_sum
+        self.acc_sum += acc_sum
+        self.n += len(y)
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """The metrics of every row added (see :func:`classification_metrics`)."""
+        if self.n == 0:
+            raise DataError("metrics need at least one row")
+        balanced, macro_f1 = _f1_scores(self.cm)
+        return {
+            "accuracy": float(np.trace(self.cm) / self.n),
+            "balanced_accuracy": balanced,
+            "macro_f1": macro_f1,
+            "nll": self.nll_sum / self.n,
+            "brier": self.brier_sum / self.n,
+            "ece": float(np.abs(self.acc_sum - self.conf_sum).sum() / self.n),
+            "confusion_matrix": self.cm.tolist(),
+            "n": self.n,
+        }
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, *, n_classes: int = 3,
                            n_bins: int = 15) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro-F1, NLL, Brier, ECE and the confusion matrix.
@@ -148,18 +206,4 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, *, n_classes: 
         ``balanced_accuracy``, ``macro_f1``, ``nll``, ``brier``, ``ece``,
         ``confusion_matrix`` (rows = true, columns = predicted) and ``n``.
     """
-    y, p = _check(y_true, proba, n_classes)
-    pred = p.argmax(axis=1)
-    cm = confusion_matrix(y, pred, n_classes)
-    balanced, macro_f1 = _f1_scores(cm)
-    onehot = np.eye(n_classes)[y]
-    return {
-        "accuracy": float(np.mean(pred == y)),
-        "balanced_accuracy": balanced,
-        "macro_f1": macro_f1,
-        "nll": nll(p, y),
-        "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
-        "ece": expected_calibration_error(y, p, n_bins),
-        "confusion_matrix": cm.tolist(),
-        "n": len(y),
-    }
+    return MetricTotals(n_classes, n_bins).add(y_true, proba).result()
