@@ -194,7 +194,7 @@ def _write_predictions(cell: _Cell, out: _Output, split: str, rows: np.ndarray,
         for c, name in enumerate(ds.labels.class_names):
             frame[f"p_{name}"] = p[:, c]
         frame["pred"] = p.argmax(axis=1).astype(np.int64)
-        frame["label"] = y_all[r]
+        frame["label"] = y_all[r].astype(np.int64)
         if ds.truth is not None:
             frame["true_regime"] = ds.truth[r].astype(np.int64)
         for k, v in cell.base.items():
