@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,10 @@ def test_build_dataset_keeps_the_labelled_rows_with_every_feature_finite(gaps) -
 
 def test_dataset_rows_of_consecutive_bars_are_views(setup) -> None:
     _, ds, _ = setup  # synthetic bars, no gaps: the labelled rows are one run of bars
+    times = ds.times
+    shipped = pickle.loads(pickle.dumps(ds))  # as a worker process receives it
+    assert "times" not in shipped.__dict__  # the cached view does not travel ...
+    assert shipped.times.equals(times)  # ... it is rebuilt where it is used
     assert np.shares_memory(ds.times.asi8, ds.candles.index.asi8)
     assert np.shares_memory(ds.labels.y.index.asi8, ds.candles.index.asi8)
     assert ds.truth is not None

@@ -104,6 +104,10 @@ class Dataset:
         """(R,) the values of a per-bar (N,) column at the labelled rows."""
         return column[self.bars]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to worker processes, Ray's object store) without the cached views."""
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHED}
+
     def head(self, n: int) -> Dataset:
         """The first ``n`` labelled rows (the candles stay: features are causal)."""
         lab = self.labels
@@ -111,6 +115,9 @@ class Dataset:
                           class_names=lab.class_names, method=lab.method, horizon=lab.horizon)
         truth = None if self.truth is None else self.truth[:n]
         return Dataset(self.candles, labels, self.feature_config, truth, self.interval)
+
+
+_CACHED = ("bars", "times")  # Dataset's cached properties, rebuilt after unpickling
 
 
 def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
