@@ -3,7 +3,7 @@
 ::
 
     fold.py        one split x one seed: dataset -> every method -> records, predictions
-    cell.py        one cell: run_fold, then temperature on val and backtest on test
+    cell.py        one cell: fit every method (run_fold), then score it (scoring.py)
     experiment.py  folds x seeds in a process pool, summarised in memory, then
                    written by selfdistill.rundir (the one writer)
     summary.py     a run's statistics: aggregates, comparisons, error flags, findings

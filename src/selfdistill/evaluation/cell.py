@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from selfdistill.config import RunConfig
+from selfdistill.evaluation.backtest import annualisation
 from selfdistill.evaluation.evidence import CellEvidence
 from selfdistill.evaluation.fold import Dataset, make_train_data, member_name
 from selfdistill.evaluation.scoring import (
@@ -42,7 +45,7 @@ from selfdistill.training.callbacks import Callback
 from selfdistill.training.device import resolve_device
 
 __all__ = ["GATED", "GATE_MEASURE", "BacktestSettings", "Cell", "CellResult", "CellScores",
-           "fit_methods", "run_cell"]
+           "FoldResult", "backtest_settings", "fit_methods", "run_cell", "run_fold"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,52 @@ def fit_methods(data: TrainData, cfg: RunConfig, *, seed: int,
     return lineages, timings
 
 
+@dataclass
+class FoldResult:
+    """One split fitted and scored with one seed: everything :func:`run_cell` keeps, and
+    the fitted methods and scaler (rows in ``predictions`` / ``curves`` unless written)."""
+
+    scores: CellScores
+    lineages: list[Lineage]
+    scaler: Scaler
+    timings: dict[str, Any]
+    predictions: pd.DataFrame | None = None
+    curves: pd.DataFrame | None = None
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.scores.records
+
+    @property
+    def uncertainty(self) -> list[dict[str, Any]]:
+        return self.scores.uncertainty
+
+
+def run_fold(ds: Dataset, split: Split, cfg: RunConfig, *, seed: int, fold: int = 0,
+             settings: BacktestSettings | None = None, callbacks: Sequence[Callback] = (),
+             parts: Path | None = None) -> FoldResult:
+    """Fit every configured method on one split with one seed, then score it.
+
+    Args:
+        ds / split / cfg: the dataset, the split and the run config.
+        seed / fold: the cell.
+        settings: calibration and backtest settings (default: the config's).
+        callbacks: training events.
+        parts: the folder the prediction / backtest rows are written to, piece by
+            piece; None keeps them in the result.
+    """
+    settings = settings or backtest_settings(cfg, ds.interval)
+    device = resolve_device(cfg.device)
+    data, x, scaler = make_train_data(ds, split, cfg, device, seed=seed)
+    lineages, timings = fit_methods(data, cfg, seed=seed, callbacks=callbacks)
+    del data  # the scaled inputs are kept by x alone from here on
+    with FrameWriter(None if parts is None else parts / PREDICTIONS_PART) as predictions, \
+            FrameWriter(None if parts is None else parts / CURVES_PART) as curves:
+        scores = score_lineages(ds, split, lineages, x, settings=settings, seed=seed,
+                                fold=fold, predictions=predictions, curves=curves)
+    return FoldResult(scores, lineages, scaler, timings, predictions.frame(), curves.frame())
+
+
 def run_cell(ds: Dataset, cell: Cell, cfg: RunConfig, *, settings: BacktestSettings,
              run_dir: Path | None = None, callbacks: Sequence[Callback] = (),
              parts: Path | None = None) -> CellResult:
@@ -93,21 +142,25 @@ def run_cell(ds: Dataset, cell: Cell, cfg: RunConfig, *, settings: BacktestSetti
             piece; None keeps them in the result.
     """
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    data, x, scaler = make_train_data(ds, cell.split, cfg, device, seed=cell.seed)
-    lineages, timings = fit_methods(data, cfg, seed=cell.seed, callbacks=callbacks)
-    del data  # the scaled inputs are kept by x alone from here on
-    with FrameWriter(None if parts is None else parts / PREDICTIONS_PART) as predictions, \
-            FrameWriter(None if parts is None else parts / CURVES_PART) as curves:
-        scores = score_lineages(ds, cell.split, lineages, x, settings=settings,
-                                seed=cell.seed, fold=cell.fold, predictions=predictions,
-                                curves=curves)
-    del x
+    result = run_fold(ds, cell.split, cfg, seed=cell.seed, fold=cell.fold, settings=settings,
+                      callbacks=callbacks, parts=parts)
     if cell.save_models and run_dir is not None:
-        _save_models(run_dir, ds, cfg, lineages, scaler, scores.temperatures)
-    return CellResult(cell.fold, cell.seed, scores.records, scores.uncertainty, timings,
-                      time.perf_counter() - t0, predictions=predictions.frame(),
-                      curves=curves.frame(), evidence=scores.evidence)
+        _save_models(run_dir, ds, cfg, result.lineages, result.scaler,
+                     result.scores.temperatures)
+    return CellResult(cell.fold, cell.seed, result.records, result.uncertainty,
+                      result.timings, time.perf_counter() - t0,
+                      predictions=result.predictions, curves=result.curves,
+                      evidence=result.scores.evidence)
+
+
+def backtest_settings(cfg: RunConfig, interval: str | None) -> BacktestSettings:
+    """The config's calibration and backtest settings, annualised for ``interval``."""
+    bt = cfg.backtest
+    ppy = annualisation(interval, bt.periods_per_year) if bt.enabled else 1.0
+    return BacktestSettings(enabled=bt.enabled, fee_bps=bt.fee_bps,
+                            slippage_bps=bt.slippage_bps, allow_short=bt.allow_short,
+                            sizing=bt.sizing, uncertainty_gate=bt.uncertainty_gate,
+                            periods_per_year=ppy, calibrate=cfg.evaluation.calibrate)
 
 
 def _save_models(run_dir: Path, ds: Dataset, cfg: RunConfig, lineages: Sequence[Lineage],

@@ -4,8 +4,9 @@
 
     candles -> dataset (once)
       -> folds (holdout | walk_forward | purged_kfold) x seeds = cells
-      -> per cell, in a worker: run_fold (every method from scratch, scaler fitted
-         on the cell's train rows) -> score_cell (temperature on val, backtest on test)
+      -> per cell, in a worker: run_cell (every method from scratch, scaler fitted
+         on the cell's train rows; then scored: temperature on val, backtest on test,
+         rows streamed to the cell's folder, per-bar evidence kept)
       -> records of every cell + <method>_selected + aggregates (mean, 95% CI over folds)
       -> per-bar paired comparisons, findings (evaluation.summary)
       -> RunContents (in memory) -> rundir.write.write_run -> the run directory
@@ -50,7 +51,13 @@ from selfdistill.config import RunConfig
 from selfdistill.errors import ConfigError
 from selfdistill.evaluation.backends import CellBackend, ray_cells
 from selfdistill.evaluation.backtest import annualisation
-from selfdistill.evaluation.cell import BacktestSettings, Cell, CellResult, run_cell
+from selfdistill.evaluation.cell import (
+    BacktestSettings,
+    Cell,
+    CellResult,
+    backtest_settings,
+    run_cell,
+)
 from selfdistill.evaluation.findings import RunFacts
 from selfdistill.evaluation.fold import Dataset, build_dataset, holdout_split, load_candles
 from selfdistill.evaluation.resume import keep_cell, resume_overwrite, resumed_cells
@@ -131,15 +138,6 @@ def plan_cells(splits: Sequence[Split], seeds: Sequence[int]) -> list[Cell]:
     last = len(splits) - 1
     return [Cell(k, s, split, save_models=(k == last and s == seeds[0]))
             for k, split in enumerate(splits) for s in seeds]
-
-
-def backtest_settings(cfg: RunConfig, interval: str | None) -> BacktestSettings:
-    bt = cfg.backtest
-    ppy = annualisation(interval, bt.periods_per_year) if bt.enabled else 1.0
-    return BacktestSettings(enabled=bt.enabled, fee_bps=bt.fee_bps,
-                            slippage_bps=bt.slippage_bps, allow_short=bt.allow_short,
-                            sizing=bt.sizing, uncertainty_gate=bt.uncertainty_gate,
-                            periods_per_year=ppy, calibrate=cfg.evaluation.calibrate)
 
 
 # ------------------------------------------------------------------ the pool

@@ -1,21 +1,20 @@
-"""The data flow of one experiment fold, from candles to metrics records.
+"""The data of one experiment: candles -> dataset -> a cell's scaled inputs.
 
 ::
 
-    candles -> causal features -> labels (t+1..t+h) -> purged split
-      -> scaler fitted on train rows -> TrainData -> every method -> Lineage
-      -> probabilities per member / derived row on train, val, test -> records
+    candles -> causal features -> labels (t+1..t+h) -> Dataset (no feature matrix)
+      -> purged split -> per cell: features column by column, scaled on its training
+         rows only -> TrainData (float32, one (R, F) array)
 
-Folds and seeds are loops *around* :func:`run_fold` (see :mod:`selfdistill.evaluation.experiment`).
-Test rows are only read here, after every method has finished fitting.
+Fitting and scoring a cell are in :mod:`selfdistill.evaluation.cell` and
+:mod:`selfdistill.evaluation.scoring`; folds and seeds are loops around them
+(:mod:`selfdistill.evaluation.experiment`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
@@ -26,8 +25,6 @@ import torch
 from selfdistill.config import FeaturesConfig, RunConfig
 from selfdistill.data.sessions import SESSION_GAP_SHARE, apply_gap_policy
 from selfdistill.errors import DataError
-from selfdistill.evaluation.metrics import classification_metrics
-from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
 from selfdistill.features import (
     Scaler,
     ScalerKind,
@@ -36,29 +33,25 @@ from selfdistill.features import (
     resolve_volume,
 )
 from selfdistill.labels import LabelSet, make_labels, noisy_labels
-from selfdistill.methods import Lineage, TrainData, get_method
+from selfdistill.methods import TrainData
 from selfdistill.splits import Split, check_no_leak, purged_split
-from selfdistill.training.device import resolve_device
-from selfdistill.training.loop import Callback
 
 __all__ = [
     "SESSION_GAP_SHARE",
     "Dataset",
-    "FoldResult",
     "apply_session_policy",
     "build_dataset",
     "holdout_split",
     "load_candles",
     "make_train_data",
     "member_name",
-    "run_fold",
     "scaled_inputs",
 ]
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-UNCERTAINTY_MEASURES = ("variance", "mutual_information", "flip_rate")
+
 
 
 @dataclass
@@ -128,16 +121,6 @@ def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
     if len(rows) > 1 and not bool((np.diff(rows) == 1).all()):  # e.g. [0, 0, 2]
         return rows
     return slice(int(rows[0]), int(rows[-1]) + 1)
-
-
-@dataclass
-class FoldResult:
-    records: list[dict[str, Any]]
-    predictions: pd.DataFrame
-    lineages: list[Lineage]
-    scaler: Scaler
-    uncertainty: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, Any] = field(default_factory=dict)
 
 
 def load_candles(cfg: RunConfig) -> tuple[pd.DataFrame, pd.Series | None, str | None]:
@@ -277,109 +260,3 @@ def member_name(keys: dict[str, Any]) -> str:
     """How a member is named in predictions: ``generation=2``, ``exit=1``, or ``-``."""
     shown = [f"{k}={v}" for k, v in keys.items() if v is not None]
     return ",".join(shown) or "-"
-
-
-def _record(method: str, keys: dict[str, Any], split: str, y: np.ndarray, proba: np.ndarray,
-            truth: np.ndarray | None, n_classes: int, base: dict[str, Any]) -> dict[str, Any]:
-    rec: dict[str, Any] = {"method": method, "generation": None, **keys, "split": split, **base}
-    rec.update(classification_metrics(y, proba, n_classes=n_classes))
-    if truth is not None:
-        rec["accuracy_true"] = float((proba.argmax(axis=1) == truth).mean())
-    return rec
-
-
-def _prediction_frame(ds: Dataset, rows: np.ndarray, proba: np.ndarray, *, method: str,
-                      keys: dict[str, Any], split: str, base: dict[str, Any]) -> pd.DataFrame:
-    frame = pd.DataFrame({"open_time": ds.times[rows], "split": split,
-                          "method": method, "member": member_name(keys)})
-    gen = keys.get("generation")
-    frame["generation"] = pd.array([gen] * len(rows), dtype="Int64")
-    for c, name in enumerate(ds.labels.class_names):
-        frame[f"p_{name}"] = proba[:, c]
-    frame["pred"] = proba.argmax(axis=1).astype(np.int64)
-    frame["label"] = ds.labels.y.to_numpy()[rows].astype(np.int64)  # int8 in the Dataset
-    if ds.truth is not None:
-        frame["true_regime"] = ds.truth[rows].astype(np.int64)
-    for k, v in base.items():
-        frame[k] = v
-    return frame
-
-
-def _lineage_outputs(lineage: Lineage, member_probs: Sequence[np.ndarray]
-                     ) -> list[tuple[str, dict[str, Any], np.ndarray, dict[str, Any]]]:
-    """(method, keys, probabilities, extra fields) for every member and derived row."""
-    out = []
-    for i, (m, p) in enumerate(zip(lineage.members, member_probs, strict=True)):
-        extra = {"selected": i == lineage.selected} if len(lineage.members) > 1 else {}
-        out.append((lineage.method, dict(m.keys), p, extra))
-    for d in lineage.derived:
-        extra = d.extras(member_probs) if d.extras is not None else {}
-        out.append((d.method, dict(d.keys), d.combine(member_probs), extra))
-    return out
-
-
-def _uncertainty(lineage: Lineage, member_probs: Sequence[np.ndarray], y: np.ndarray,
-                 split: str, base: dict[str, Any]) -> tuple[dict[str, np.ndarray],
-                                                           list[dict[str, Any]]]:
-    """Per-sample disagreement between members, and error rate per quantile of it."""
-    probs = np.stack(member_probs)  # (M, N, C)
-    measures = disagreement(probs)
-    correct = probs.mean(axis=0).argmax(axis=1) == y
-    summary = [{"method": lineage.method, "split": split, "measure": name, **base,
-                "quantiles": error_by_quantile(measures[name], correct)}
-               for name in UNCERTAINTY_MEASURES]
-    return measures, summary
-
-
-def evaluate_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: torch.Tensor,
-                      *, base: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.DataFrame,
-                                                        list[dict[str, Any]]]:
-    """Metrics records for every split, predictions for val / test, uncertainty summaries.
-
-    Each member predicts each split once; derived rows and disagreement reuse it.
-    """
-    y_all = ds.labels.y.to_numpy()
-    n_classes = len(ds.labels.class_names)
-    records, frames, unc = [], [], []
-    for split_name in SPLITS:
-        rows = np.asarray(getattr(split, split_name))
-        rows_t = torch.as_tensor(rows, dtype=torch.int64, device=x.device)
-        truth = None if ds.truth is None else ds.truth[rows]
-        for lineage in lineages:
-            member_probs = [m.predict_proba(x, rows_t) for m in lineage.members]
-            measures: dict[str, np.ndarray] = {}
-            if lineage.disagreement and len(member_probs) > 1 and split_name != "train":
-                measures, summary = _uncertainty(lineage, member_probs, y_all[rows],
-                                                 split_name, base)
-                unc += summary
-            for method, keys, proba, extra in _lineage_outputs(lineage, member_probs):
-                rec = _record(method, keys, split_name, y_all[rows], proba, truth, n_classes, base)
-                records.append({**rec, **extra})
-                if split_name != "train":
-                    frame = _prediction_frame(ds, rows, proba, method=method, keys=keys,
-                                              split=split_name, base=base)
-                    for name in UNCERTAINTY_MEASURES if measures else ():
-                        frame[name] = measures[name]
-                    frames.append(frame)
-    return records, pd.concat(frames, ignore_index=True), unc
-
-
-def run_fold(ds: Dataset, split: Split, cfg: RunConfig, *, seed: int, fold: int = 0,
-             callbacks: Sequence[Callback] = (), device: torch.device | None = None
-             ) -> FoldResult:
-    """Fit every configured method on one split with one seed, then evaluate it."""
-    device = device or resolve_device(cfg.device)
-    data, x, scaler = make_train_data(ds, split, cfg, device, seed=seed)
-    lineages, timings = [], {}
-    for name in cfg.methods:
-        t0 = time.perf_counter()
-        lineage = get_method(name)(data, cfg, seed=seed, callbacks=callbacks)
-        timings[name] = {"seconds": time.perf_counter() - t0,
-                         "epochs": sum(m.info.get("epochs", 0) for m in lineage.members),
-                         **{k: v for k, v in lineage.info.items()
-                            if isinstance(v, int | float | str)}}
-        lineages.append(lineage)
-    base = {"seed": seed, "fold": fold}
-    records, predictions, unc = evaluate_lineages(ds, split, lineages, x, base=base)
-    return FoldResult(records, predictions, lineages, scaler, unc, timings)
-
