@@ -110,9 +110,16 @@ class _Cell:
     temperatures: dict[tuple[str, str], float] = field(default_factory=dict)
     reference: dict[str, BacktestResult] = field(default_factory=dict)
     _returns: np.ndarray | None = None
+    _test_times: np.ndarray | None = None
 
     def rows(self, split: str) -> np.ndarray:
         return np.asarray(getattr(self.split, split))
+
+    def test_times(self) -> np.ndarray:
+        """(T,) int64 open times of the test bars: one array every output's evidence shares."""
+        if self._test_times is None:
+            self._test_times = times_ns(self.ds.times[self.rows("test")])
+        return self._test_times
 
     def returns(self) -> np.ndarray:
         """Per-decision holding returns of the test bars (computed once)."""
@@ -251,7 +258,7 @@ def _gated_record(rec: dict[str, Any], table: dict[str, BacktestResult], quantil
 def _trade(cell: _Cell, out: _Output, rec: dict[str, Any], temperature: float | None,
            gate: np.ndarray | None) -> None:
     """Backtest an output's test rows (and gated, where the gate applies)."""
-    times = times_ns(cell.ds.times[cell.rows("test")])
+    times = cell.test_times()
     proba = out.proba if temperature is None else apply_temperature(
         logits_from_proba(out.proba), temperature)
     table = _backtest(cell, proba, None)
@@ -276,14 +283,19 @@ def _measures(cell: _Cell, lineage: Lineage, li: int, split: str, si: int,
     """Per-bar disagreement of a lineage's members, and its error rate per quantile."""
     if not (lineage.disagreement and len(member_probs) > 1 and split != "train"):
         return {}
-    probs = np.stack(member_probs)  # (M, N, C)
-    measures = disagreement(probs)
-    correct = probs.mean(axis=0).argmax(axis=1) == y
-    del probs
+    n = len(y)
+    measures = {name: np.empty(n) for name in MEASURES}
+    correct = np.empty(n, dtype=bool)
+    for a in range(0, n, ROWS_PER_PIECE):  # row by row: pieces keep (M, N, C) small
+        probs = np.stack([p[a:a + ROWS_PER_PIECE] for p in member_probs])  # (M, n, C)
+        piece = disagreement(probs)
+        for name in MEASURES:
+            measures[name][a:a + ROWS_PER_PIECE] = piece[name]
+        correct[a:a + ROWS_PER_PIECE] = probs.mean(axis=0).argmax(axis=1) == y[a:a + ROWS_PER_PIECE]
     cell.uncertainty[(si, li)] = [
         {"method": lineage.method, "split": split, "measure": name, **cell.base,
          "quantiles": error_by_quantile(measures[name], correct)} for name in MEASURES]
-    return {name: measures[name] for name in MEASURES}
+    return measures
 
 
 def _predict(cell: _Cell, lineage: Lineage, rows: np.ndarray) -> list[np.ndarray]:
@@ -346,7 +358,7 @@ def _score_lineage(cell: _Cell, lineage: Lineage, li: int) -> None:
             _write_predictions(cell, out, split, rows, temperature, measures)
             if split != "test":
                 continue
-            times = times_ns(ds.times[rows])
+            times = cell.test_times()
             cell.evidence.add_scores((out.method, out.member), times, out.proba, y, truth)
             if measures:  # members only (ordinal labels): their mean flags errors
                 cell.evidence.add_member(out.method, out.member, times, out.proba, y, measures)
@@ -397,7 +409,7 @@ def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: to
     if cell.reference:
         records += [{"method": name, "generation": None, "split": "test", **base,
                      **cell.reference[name].metrics} for name in _BASELINES]
-        times = times_ns(ds.times[cell.rows("test")])
+        times = cell.test_times()
         for name in _BASELINES:
             _write_curve(cell, name, "-", cell.reference[name], None)
             cell.evidence.add_trades((name, "-"), times, cell.reference[name].net)
