@@ -14,6 +14,7 @@ Fitting and scoring a cell are in :mod:`selfdistill.evaluation.cell` and
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -245,15 +246,22 @@ def scaled_inputs(ds: Dataset, train: np.ndarray, kind: ScalerKind) -> tuple[np.
     row (causal: later bars change nothing), so the (R, F) float64 matrix is never
     held; the numbers are ``Scaler(kind).fit(raw[train]).transform(raw)``'s.
     """
-    names = ds.feature_names
-    where = {name: j for j, name in enumerate(names)}
     last_bar = int(ds.labels.start[-1]) if ds.n_rows else -1
     bars = ds.candles.iloc[: last_bar + 1]
-    x = np.empty((ds.n_rows, len(names)), dtype=np.float32)  # (R, F)
-    columns = ((where[name], ds.rows_of(col))
-               for name, col in feature_columns(bars, ds.feature_config))
-    scaler = Scaler(kind).fit_transform_columns(columns, _as_slice(train), out=x)
+    x = np.empty((ds.n_rows, len(ds.feature_names)), dtype=np.float32)  # (R, F)
+    scaler = Scaler(kind).fit_transform_columns(_labelled_columns(ds, bars), _as_slice(train),
+                                                out=x)
     return x, scaler
+
+
+def _labelled_columns(ds: Dataset, candles: pd.DataFrame) -> Iterator[tuple[int, np.ndarray]]:
+    """``(j, (R,) values at the labelled rows)`` of every feature, one column at a time."""
+    where = {name: j for j, name in enumerate(ds.feature_names)}
+    for name, column in feature_columns(candles, ds.feature_config):
+        item = where[name], ds.rows_of(column)
+        del column  # hold no column while the caller scales this one or the next is made
+        yield item
+        del item
 
 
 def member_name(keys: dict[str, Any]) -> str:

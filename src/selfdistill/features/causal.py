@@ -233,48 +233,81 @@ def _skew(r: np.ndarray, window: int) -> np.ndarray:
     return skew
 
 
+def _log_return(log_close: np.ndarray, w: int, gaps: np.ndarray | None) -> np.ndarray:
+    """(N,) ``log(close[t] / close[t - w])``; NaN in warm-up and across gaps."""
+    ret = np.full(len(log_close), np.nan)
+    np.subtract(log_close[w:], log_close[:-w], out=ret[w:])
+    return _blank_gaps(ret, gaps, w)
+
+
+def _ma_distance(close: np.ndarray, log_close: np.ndarray, w: int,
+                 gaps: np.ndarray | None) -> np.ndarray:
+    """(N,) ``log(close / SMA_w)``; NaN in warm-up and where the average spans a gap."""
+    dist = _rolling_mean(close, w)
+    np.log(dist, out=dist)
+    np.subtract(log_close, dist, out=dist)
+    return _blank_gaps(dist, gaps, w - 1)
+
+
+def _one_bar_returns(log_close: np.ndarray, gaps: np.ndarray | None) -> np.ndarray:
+    """(N,) 1-bar log returns; NaN at bar 0 and across missing bars."""
+    r1 = np.full(len(log_close), np.nan)
+    np.subtract(log_close[1:], log_close[:-1], out=r1[1:])
+    return _blank_gaps(r1, gaps, 1)
+
+
 def _price_columns(close: np.ndarray, gaps: np.ndarray | None, cfg: FeaturesConfig
                    ) -> Iterator[tuple[str, np.ndarray]]:
-    """Features of the close series; log close, then 1-bar returns, held one at a time."""
-    n = len(close)
+    """Features of the close series; log close, then 1-bar returns, held one at a time.
+
+    Every column is made by a helper and yielded at once: this frame holds no column
+    while the caller works on it.
+    """
     log_close = np.log(close)
     for w in _unique(cfg.return_windows):
-        ret = np.full(n, np.nan)
-        np.subtract(log_close[w:], log_close[:-w], out=ret[w:])
-        yield f"ret_{w}", _blank_gaps(ret, gaps, w)
+        yield f"ret_{w}", _log_return(log_close, w, gaps)
     for w in _unique(cfg.ma_windows):
-        dist = np.log(_rolling_mean(close, w))
-        np.subtract(log_close, dist, out=dist)
-        yield f"ma_dist_{w}", _blank_gaps(dist, gaps, w - 1)
-    r1 = np.full(n, np.nan)
-    np.subtract(log_close[1:], log_close[:-1], out=r1[1:])
+        yield f"ma_dist_{w}", _ma_distance(close, log_close, w, gaps)
+    r1 = _one_bar_returns(log_close, gaps)
     del log_close
-    _blank_gaps(r1, gaps, 1)  # a close-to-close move across missing bars
     for w in _unique(cfg.volatility_windows):
         # realised volatility: sqrt(mean r^2); r1 is NaN across gaps, so is the window
         yield f"vol_{w}", _windowed(_realised_vol, r1, w)
     yield f"skew_{cfg.skew_window}", _windowed(_skew, r1, cfg.skew_window)
 
 
-def _bar_columns(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,
-                 cfg: FeaturesConfig) -> Iterator[tuple[str, np.ndarray]]:
-    """Bar-local features and their trailing means (kept across gaps)."""
-    bar_range = np.log(h / lo)
-    yield f"range_mean_{cfg.range_window}", _rolling_mean(bar_range, cfg.range_window)
-    yield "range", bar_range
-    if cfg.volume != "off":
-        mean_volume = _rolling_mean(v, cfg.volume_window)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # log(1 + v / mean): finite for zero volume, undefined when the window traded nothing
-            rel = np.log1p(v / mean_volume)
-        rel[~(mean_volume > 0)] = np.nan
-        del mean_volume
-        yield f"volume_rel_{cfg.volume_window}", rel
+def _bar_range(h: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    out = np.divide(h, lo)
+    return np.log(out, out=out)
+
+
+def _relative_volume(v: np.ndarray, w: int) -> np.ndarray:
+    """(N,) ``log(1 + v / mean_w(v))``: finite for zero volume, NaN when the window traded
+    nothing."""
+    mean_volume = _rolling_mean(v, w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.log1p(v / mean_volume)
+    rel[~(mean_volume > 0)] = np.nan
+    return rel
+
+
+def _close_position(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(N,) ``(close - low) / (high - low)``; 0.5 for a bar with ``high == low``."""
     pos = np.subtract(c, lo)
     with np.errstate(divide="ignore", invalid="ignore"):
         pos /= h - lo
     pos[~(h > lo)] = 0.5
-    yield "close_pos", pos
+    return pos
+
+
+def _bar_columns(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,
+                 cfg: FeaturesConfig) -> Iterator[tuple[str, np.ndarray]]:
+    """Bar-local features and their trailing means (kept across gaps)."""
+    yield f"range_mean_{cfg.range_window}", _rolling_mean(_bar_range(h, lo), cfg.range_window)
+    yield "range", _bar_range(h, lo)
+    if cfg.volume != "off":
+        yield f"volume_rel_{cfg.volume_window}", _relative_volume(v, cfg.volume_window)
+    yield "close_pos", _close_position(h, lo, c)
 
 
 def feature_columns(candles: pd.DataFrame, cfg: FeaturesConfig | Mapping[str, Any] | None = None

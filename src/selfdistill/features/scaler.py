@@ -95,6 +95,7 @@ class Scaler:
             del fit_rows
             for lo in range(0, len(values), _CHUNK):  # float64 scratch of one chunk only
                 out[lo:lo + _CHUNK, j] = self._scaled(values[lo:lo + _CHUNK], center[j], scale[j])
+            del values  # before the next column is made
         if np.isnan(center).any():
             raise DataError(f"Scaler.fit_transform_columns got no values for column(s) "
                             f"{np.flatnonzero(np.isnan(center)).tolist()} of {n_features}")
