@@ -39,9 +39,11 @@ import torch
 from selfdistill.evaluation.backtest import (
     BacktestResult,
     backtest_with_baselines,
+    baseline_positions,
     disagreement_gate,
     holding_returns,
     positions_from_proba,
+    run_backtest,
 )
 from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
 from selfdistill.evaluation.evidence import MEASURES, CellEvidence, times_ns
@@ -108,7 +110,7 @@ class _Cell:
     gated: list[dict[str, Any]] = field(default_factory=list)
     uncertainty: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
     temperatures: dict[tuple[str, str], float] = field(default_factory=dict)
-    reference: dict[str, BacktestResult] = field(default_factory=dict)
+    reference: np.ndarray | None = None  # positions whose turnover the baselines take
     _returns: np.ndarray | None = None
     _test_times: np.ndarray | None = None
 
@@ -227,13 +229,31 @@ def _write_curve(cell: _Cell, method: str, member: str, result: BacktestResult,
         cell.curves.write(frame)
 
 
+def _run(cell: _Cell, positions: np.ndarray) -> BacktestResult:
+    s = cell.settings
+    return run_backtest(positions, cell.returns(), fee_bps=s.fee_bps,
+                        slippage_bps=s.slippage_bps, periods_per_year=s.periods_per_year,
+                        times=cell.ds.times[cell.rows("test")])
+
+
 def _backtest(cell: _Cell, proba: np.ndarray, gate: np.ndarray | None
               ) -> dict[str, BacktestResult]:
+    """The strategy and its random-timing twin (exactly ``backtest_with_baselines``'s
+    ``model`` and ``random``; the other baselines once per cell, :func:`_baselines`)."""
     s = cell.settings
     positions = positions_from_proba(proba, allow_short=s.allow_short, sizing=s.sizing,
                                      gate=gate)
+    twin = baseline_positions("random", positions, allow_short=s.allow_short,
+                              seed=cell.rng_seed)
+    return {"model": _run(cell, positions), "random": _run(cell, twin)}
+
+
+def _baselines(cell: _Cell) -> dict[str, BacktestResult]:
+    """Buy-and-hold, always-flat and random timing with the reference output's turnover."""
+    s = cell.settings
+    assert cell.reference is not None
     return backtest_with_baselines(
-        positions, cell.returns(), fee_bps=s.fee_bps, slippage_bps=s.slippage_bps,
+        cell.reference, cell.returns(), fee_bps=s.fee_bps, slippage_bps=s.slippage_bps,
         periods_per_year=s.periods_per_year, allow_short=s.allow_short, seed=cell.rng_seed,
         times=cell.ds.times[cell.rows("test")])
 
@@ -274,8 +294,8 @@ def _trade(cell: _Cell, out: _Output, rec: dict[str, Any], temperature: float | 
         _write_curve(cell, name, out.member, gated["model"], gated["random"].net)
         cell.evidence.add_trades((name, out.member), times, gated["model"].net,
                                  gated["random"].net)
-    if not cell.reference or out.method == "baseline":
-        cell.reference = table
+    if cell.reference is None or out.method == "baseline":
+        cell.reference = table["model"].positions  # the baselines' turnover
 
 
 def _measures(cell: _Cell, lineage: Lineage, li: int, split: str, si: int,
@@ -406,12 +426,12 @@ def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: to
     for li, lineage in enumerate(lineages):
         _score_lineage(cell, lineage, li)
     records = [cell.records[k] for k in sorted(cell.records)] + cell.gated
-    if cell.reference:
+    if cell.reference is not None:
+        baselines = _baselines(cell)
         records += [{"method": name, "generation": None, "split": "test", **base,
-                     **cell.reference[name].metrics} for name in _BASELINES]
-        times = cell.test_times()
+                     **baselines[name].metrics} for name in _BASELINES]
         for name in _BASELINES:
-            _write_curve(cell, name, "-", cell.reference[name], None)
-            cell.evidence.add_trades((name, "-"), times, cell.reference[name].net)
+            _write_curve(cell, name, "-", baselines[name], None)
+            cell.evidence.add_trades((name, "-"), cell.test_times(), baselines[name].net)
     uncertainty = [u for k in sorted(cell.uncertainty) for u in cell.uncertainty[k]]
     return CellScores(records, uncertainty, cell.evidence.finish(), dict(cell.temperatures))
