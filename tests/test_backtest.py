@@ -250,3 +250,24 @@ def test_random_baseline_respects_long_only() -> None:
 def test_unknown_baseline_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="buy_and_hold"):
         baseline_positions("martingale", np.zeros(3))
+
+
+def test_a_test_split_too_long_for_float_equity_still_has_its_drawdowns() -> None:
+    # 2M one-minute bars of a winning strategy: equity overflows float; drawdown must not
+    import warnings
+
+    from selfdistill.evaluation.backtest import compound
+
+    rng = np.random.default_rng(0)
+    net = 0.001 + rng.normal(0, 0.002, 2_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value warnings either
+        equity, dd = compound(net)
+        metrics = trading_metrics(net, np.ones_like(net), periods_per_year=525_600)
+    assert np.isinf(equity[-1])
+    assert np.isfinite(dd).all()
+    assert 0 < metrics["max_drawdown"] < 0.2
+    short = net[:5000]  # in float range: the log-space drawdown is the plain one
+    np.testing.assert_allclose(compound(short)[1], drawdown(np.cumprod(1 + short)), atol=1e-12)
+    ruined = np.array([0.1, -1.0, 0.5])
+    assert compound(ruined)[1].tolist() == [0.0, -1.0, -1.0]

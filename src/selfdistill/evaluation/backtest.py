@@ -38,6 +38,7 @@ __all__ = [
     "annualisation",
     "backtest_with_baselines",
     "baseline_positions",
+    "compound",
     "disagreement_gate",
     "drawdown",
     "holding_returns",
@@ -237,6 +238,25 @@ def drawdown(equity: np.ndarray) -> np.ndarray:
     return equity / peak - 1.0
 
 
+def compound(net: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(equity, drawdown) of per-period net returns, the drawdown taken in log space.
+
+    ``equity = cumprod(1 + net)`` can overflow (a winning strategy over millions of
+    bars: a test split of 2M one-minute bars) or underflow; the drawdown
+    ``equity / peak - 1`` is computed from the log equity, so it stays exact where the
+    equity is out of float range. A period that loses everything (net <= -1) ruins it.
+    """
+    net = np.asarray(net, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        equity = np.cumprod(1.0 + net)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_equity = np.cumsum(np.where(net > -1.0, np.log1p(np.maximum(net, -1.0)), -np.inf))
+    log_peak = np.maximum.accumulate(np.maximum(log_equity, 0.0)) if len(net) else log_equity
+    with np.errstate(invalid="ignore"):
+        dd = np.where(np.isneginf(log_equity), -1.0, np.expm1(log_equity - log_peak))
+    return equity, dd
+
+
 def run_backtest(
     positions: np.ndarray,
     asset_returns: np.ndarray,
@@ -265,9 +285,9 @@ def run_backtest(
     costs = changes * (fee_bps + slippage_bps) * _BPS
     gross = positions * asset_returns
     net = gross - costs
-    equity = np.cumprod(1.0 + net)
-    dd = drawdown(equity)
-    metrics = trading_metrics(net, positions, periods_per_year=periods_per_year, times=times)
+    equity, dd = compound(net)
+    metrics = trading_metrics(net, positions, periods_per_year=periods_per_year, times=times,
+                              _compounded=(equity, dd))
     return BacktestResult(positions, gross, costs, net, equity, dd, metrics)
 
 
@@ -307,6 +327,7 @@ def trading_metrics(
     *,
     periods_per_year: float,
     times: pd.Index | None = None,
+    _compounded: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Summary of a net return series.
 
@@ -321,15 +342,15 @@ def trading_metrics(
     """
     net = np.asarray(net, dtype=np.float64)
     n = len(net)
-    equity = np.cumprod(1.0 + net)
-    total = float(equity[-1] - 1.0) if n else 0.0
+    equity, dd = _compounded if _compounded is not None else compound(net)
+    total = float(equity[-1] - 1.0) if n else 0.0  # inf past float range (JSON: null)
     annual = _annual_return(total, n, periods_per_year)
     std = float(net.std(ddof=1)) if n > 1 else 0.0
     downside = float(np.sqrt(np.mean(np.minimum(net, 0.0) ** 2))) if n else 0.0
     mean = float(net.mean()) if n else 0.0
     root = float(np.sqrt(periods_per_year))
-    max_dd = float(-drawdown(equity).min()) if n else 0.0
-    dd_bars, dd_days = _longest_underwater(equity, times)
+    max_dd = float(-dd.min()) if n else 0.0
+    dd_bars, dd_days = _longest_underwater(dd, times)
     changes = np.abs(np.diff(np.asarray(positions, dtype=np.float64), prepend=0.0))
     invested = np.asarray(positions) != 0
     return {
@@ -359,13 +380,13 @@ def _annual_return(total: float, n: int, periods_per_year: float) -> float:
     return float((1.0 + total) ** (periods_per_year / n) - 1.0)
 
 
-def _longest_underwater(equity: np.ndarray, times: pd.Index | None) -> tuple[int, float]:
-    """Longest run of periods below the running peak: (periods, days).
+def _longest_underwater(dd: np.ndarray, times: pd.Index | None) -> tuple[int, float]:
+    """Longest run of periods below the running peak (drawdown ``dd``): (periods, days).
 
     The duration in days runs from the peak (the period before the run) to the
     last period under water.
     """
-    under = np.concatenate([[False], drawdown(equity) < -1e-12, [False]])
+    under = np.concatenate([[False], dd < -1e-12, [False]])
     edges = np.flatnonzero(np.diff(under.astype(np.int8)))
     starts, ends = edges[0::2], edges[1::2] - 1  # inclusive run bounds, in periods
     if len(starts) == 0:
