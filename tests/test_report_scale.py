@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ from selfdistill.report import figures as fg
 from selfdistill.report import load_run, render_html
 from selfdistill.report.decimate import (
     MAX_LINE_POINTS,
-    majority_runs,
+    ClassSlices,
+    LineSlices,
     minmax_indices,
     runs,
 )
+from selfdistill.report.trading import equity_curve
+from selfdistill.rundir import read
 from selfdistill.rundir.read import ParquetScan, read_predictions, read_run_parquet
 from tiny_experiment import tiny_config
 
@@ -76,21 +80,62 @@ def test_minmax_refuses_too_few_points() -> None:
         minmax_indices(np.arange(10.0), 3)
 
 
-def test_short_regime_series_are_shaded_run_by_run() -> None:
-    x = np.arange(6, dtype=float)
-    assert runs(np.array([1, 1, 0, 2, 2, 2])) == [(0, 2, 1), (2, 3, 0), (3, 6, 2)]
-    assert majority_runs(x, np.array([1, 1, 0, 2, 2, 2])) == [(0.0, 2.0, 1), (2.0, 1.0, 0),
-                                                              (3.0, 3.0, 2)]
+def _chunks(n: int, parts: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices 0..n-1 shuffled and cut into ``parts`` chunks (rows in any order)."""
+    return np.array_split(rng.permutation(n), parts)
 
 
-def test_long_regime_series_are_shaded_by_the_mode_of_each_slice() -> None:
-    # 10 slices of 100 bars: slices 0-4 mostly bull (0) with a bear (1) blip, 5-9 sideways
+def test_short_series_are_kept_whole() -> None:
+    t = np.arange(6, dtype=np.int64) * 60_000_000_000  # minutes, in ns
+    codes = np.array([1, 1, 0, 2, 2, 2])
+    regimes = ClassSlices(int(t[0]), int(t[-1]), classes=3)
+    line = LineSlices(int(t[0]), int(t[-1]))
+    for part in _chunks(6, 3, np.random.default_rng(0)):
+        regimes.add(t[part].view("datetime64[ns]"), codes[part])
+        line.add(t[part].view("datetime64[ns]"), codes[part] * 1.5)
+    minute = 60e9
+    assert runs(codes) == [(0, 2, 1), (2, 3, 0), (3, 6, 2)]
+    assert regimes.spans() == [(0.0, 2 * minute, 1), (2 * minute, minute, 0),
+                               (3 * minute, 3 * minute, 2)]
+    assert line.line().y.tolist() == (codes * 1.5).tolist()  # every point, in time order
+
+
+def test_long_regime_series_are_shaded_by_the_mode_of_each_time_slice() -> None:
+    n = 1000
+    t = np.arange(n, dtype=np.int64)
     codes = np.repeat([0, 2], 500)
     codes[::7] = 1  # a minority in every slice
-    x = np.arange(1000, dtype=float)
-    spans = majority_runs(x, codes, max_spans=10)
-    assert spans == [(0.0, 500.0, 0), (500.0, 500.0, 2)]
-    assert len(majority_runs(x, np.arange(1000) % 3, max_spans=10)) <= 10
+    codes[600:700] = -1  # unknown (no true regime): left out, so a gap in the shading
+    regimes = ClassSlices(0, n - 1, classes=3, slices=10, exact=50)
+    for part in _chunks(n, 7, np.random.default_rng(1)):
+        regimes.add(t[part].view("datetime64[ns]"), codes[part])
+    assert regimes.spans() == [(0.0, 500.0, 0), (500.0, 100.0, 2), (700.0, 300.0, 2)]
+    mixed = ClassSlices(0, n - 1, classes=3, slices=10, exact=50)
+    mixed.add(t.view("datetime64[ns]"), np.arange(n) % 3)
+    assert len(mixed.spans()) <= 10
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_long_line_keeps_each_slices_extremes_and_its_ends(in_order: bool) -> None:
+    n, slices = 100_000, 500
+    rng = np.random.default_rng(2)
+    t = np.arange(n, dtype=np.int64) * 1000
+    y = np.cumsum(rng.normal(size=n))
+    line = LineSlices(0, int(t[-1]), slices=slices, exact=1000)
+    parts = np.array_split(np.arange(n), 9) if in_order else _chunks(n, 9, rng)
+    for part in parts:
+        line.add(t[part].view("datetime64[ns]"), y[part])
+    got = line.line()
+    x = got.x.view(np.int64)
+    assert got.points == n and len(x) <= 2 * slices + 2  # noqa: PT018
+    assert np.all(np.diff(x) > 0)
+    assert (x[0], x[-1]) == (t[0], t[-1]) and (got.y[0], got.y[-1]) == (y[0], y[-1])  # noqa: PT018
+    drawn = dict(zip(x.tolist(), got.y.tolist(), strict=True))
+    for s in range(0, slices, 37):
+        rows = slice(s * n // slices, (s + 1) * n // slices)
+        low, high = int(np.argmin(y[rows])), int(np.argmax(y[rows]))
+        assert drawn[int(t[rows][low])] == y[rows][low]
+        assert drawn[int(t[rows][high])] == y[rows][high]
 
 
 def test_equity_figure_draws_a_bounded_line_with_its_true_drawdown() -> None:
@@ -98,18 +143,37 @@ def test_equity_figure_draws_a_bounded_line_with_its_true_drawdown() -> None:
     rng = np.random.default_rng(0)
     net = rng.normal(0, 0.001, size=n)
     net[31_337] = -0.2  # one crash: the worst drawdown must stay on the chart
-    times = pd.date_range("2020-01-01", periods=n, freq="min", tz="UTC")
-    frame = pd.DataFrame({"open_time": times, "net": net})
-    fig = fg.equity_figure({"model": frame})
+    times = pd.Series(pd.date_range("2020-01-01", periods=n, freq="min", tz="UTC"))
+    shuffled = rng.permutation(n)  # rows in any order: the curve puts them in time order
+    fig = fg.equity_figure({"model": equity_curve(times[shuffled], net[shuffled])})
     top, bottom = fig.axes
     equity = np.cumprod(1 + net)
     drawdown = equity / np.maximum.accumulate(equity) - 1
+    assert top.get_title(loc="left") == "equity (net of costs, starts at 1)"
     for ax, full in ((top, equity), (bottom, drawdown)):
         (line,) = ax.get_lines()
         drawn = np.asarray(line.get_ydata(), dtype=float)
         assert len(drawn) <= MAX_LINE_POINTS
-        assert drawn.min() == full.min() and drawn.max() == full.max()  # noqa: PT018
-        assert drawn[0] == full[0] and drawn[-1] == full[-1]  # noqa: PT018
+        for got, want in ((drawn.min(), full.min()), (drawn.max(), full.max()),
+                          (drawn[0], full[0]), (drawn[-1], full[-1])):
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_equity_beyond_float64_is_drawn_in_logs() -> None:
+    n = 200_000  # 1.01 ** 200000 overflows float64; a strong strategy on 10M bars does
+    times = pd.Series(pd.date_range("2020-01-01", periods=n, freq="min", tz="UTC"))
+    net = np.full(n, 0.01)
+    net[n // 2] = -0.5
+    curve = equity_curve(times, net)
+    assert np.isfinite(curve.log10_equity.y).all() and np.isfinite(curve.drawdown.y).all()  # noqa: PT018
+    assert curve.log10_equity.y[-1] == pytest.approx((n - 1) * np.log10(1.01) + np.log10(0.5))
+    assert curve.drawdown.y.min() == pytest.approx(-0.5)
+    fig = fg.equity_figure({"model": curve, "flat": equity_curve(times, np.zeros(n))})
+    top = fig.axes[0]
+    assert top.get_title(loc="left").startswith("log10 of equity")
+    assert max(np.max(line.get_ydata()) for line in top.get_lines()) == pytest.approx(
+        curve.log10_equity.y.max())
+    fg.to_data_uri(fig)  # draws
 
 
 # ------------------------------------------------------------------ what is read
@@ -119,15 +183,22 @@ def test_the_report_reads_only_filtered_rows_of_predictions(
         run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     total = pq.ParquetFile(run_dir / "predictions.parquet").metadata.num_rows
     calls: list[tuple[Path, list[str], Any, int]] = []
-    read = ParquetScan.read
+    read, chunks = ParquetScan.read, ParquetScan.chunks
 
-    def spy(self: ParquetScan, columns: Any, filters: Any = (), categories: Any = ()
-            ) -> pd.DataFrame:
+    def spy_read(self: ParquetScan, columns: Any, filters: Any = (), categories: Any = ()
+                 ) -> pd.DataFrame:
         frame = read(self, columns, filters, categories)
         calls.append((self.path, list(columns), list(filters), len(frame)))
         return frame
 
-    monkeypatch.setattr(ParquetScan, "read", spy)
+    def spy_chunks(self: ParquetScan, columns: Any, filters: Any = (),
+                   categories: Any = ()) -> Iterator[pd.DataFrame]:
+        for frame in chunks(self, columns, filters, categories):
+            calls.append((self.path, list(columns), list(filters), len(frame)))
+            yield frame
+
+    monkeypatch.setattr(ParquetScan, "read", spy_read)
+    monkeypatch.setattr(ParquetScan, "chunks", spy_chunks)
     render_html(load_run(run_dir))
     predictions = [c for c in calls if c[0].name == "predictions.parquet"]
     assert len(predictions) >= 5  # a reliability panel per output, the regimes
@@ -146,16 +217,17 @@ def test_a_read_skips_the_row_groups_without_the_output(tmp_path: Path,
     frame = pd.DataFrame({"method": methods, "seed": np.tile([0, 1], 100),
                           "x": np.arange(200.0)})
     pq.write_table(pa.Table.from_pandas(frame), path, row_group_size=50)
-    scan = ParquetScan(path)
+    scan = ParquetScan(path, keep_rows=0)  # a big file: row group by row group
     assert scan.distinct("method") == [frozenset({m}) for m in "abcd"]
     opened: list[tuple[int, tuple[str, ...]]] = []
-    read_group = pq.ParquetFile.read_row_group
+    batches = pq.ParquetFile.iter_batches
 
-    def spy(self: pq.ParquetFile, i: int, columns: Any = None, **kwargs: Any) -> pa.Table:
-        opened.append((i, tuple(columns)))
-        return read_group(self, i, columns=columns, **kwargs)
+    def spy(self: pq.ParquetFile, *args: Any, row_groups: list[int], columns: list[str],
+            **kwargs: Any) -> Any:
+        opened.extend((i, tuple(columns)) for i in row_groups)
+        return batches(self, *args, row_groups=row_groups, columns=columns, **kwargs)
 
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
     got = scan.read(["x"], [("method", "in", ["c"]), ("seed", "==", np.int64(1))])
     assert got["x"].tolist() == list(range(101, 150, 2))
     assert {i for i, cols in opened if "x" in cols} == {2}  # the others' values never read
@@ -197,13 +269,15 @@ def _rewrite(path: Path, seed: int) -> int:
     return pq.ParquetFile(path).num_row_groups
 
 
-def test_row_groups_and_row_order_do_not_change_the_report(run_dir: Path,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_rows", [read.KEEP_ROWS, 0])  # small files kept whole, or not
+def test_row_groups_and_row_order_do_not_change_the_report(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_rows: int) -> None:
     original = render_html(load_run(run_dir))
     copied = tmp_path / "run"
     shutil.copytree(run_dir, copied)
     for i, name in enumerate(PARQUETS):
         assert _rewrite(copied / name, i) >= 7
+    monkeypatch.setattr(read, "KEEP_ROWS", keep_rows)
     page = render_html(load_run(copied))
     assert _without_images(page) == _without_images(original)  # every table, every note
     assert page.count("data:image/png;base64,") == original.count("data:image/png;base64,")

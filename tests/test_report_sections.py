@@ -33,7 +33,13 @@ from selfdistill.report.market import data_section, identity, interval_words
 from selfdistill.report.markup import interval
 from selfdistill.report.outputs import headline_outputs
 from selfdistill.report.rundata import RunData
-from selfdistill.report.trading import CostModel, cell_trades, net_returns, summarise_trading
+from selfdistill.report.trading import (
+    CostModel,
+    EquityCurve,
+    cell_trades,
+    net_returns,
+    summarise_trading,
+)
 from selfdistill.rundir.read import read_curves, read_predictions
 from tiny_experiment import tiny_config
 
@@ -215,11 +221,11 @@ def test_confusion_of_the_selected_output_sums_its_cells(run: RunData) -> None:
 
 
 def test_equity_always_shows_the_selected_member_and_the_baselines(
-        run: RunData, monkeypatch: pytest.MonkeyPatch) -> None:
-    shown: dict[str, pd.DataFrame] = {}
+        run: RunData, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: dict[str, EquityCurve] = {}
     draw = fg.equity_figure
 
-    def capture(curves: dict[str, pd.DataFrame], baselines: Any = ()) -> Any:
+    def capture(curves: dict[str, EquityCurve], baselines: Any = ()) -> Any:
         shown.update(curves)
         return draw(curves, baselines)
 
@@ -229,7 +235,13 @@ def test_equity_always_shows_the_selected_member_and_the_baselines(
     assert f"born_again_selected ({picked})" in shown
     for name in ("baseline", "buy_and_hold", "always_flat", "random"):
         assert name in shown
-    assert all((f["seed"] == 0).all() for f in shown.values())  # one seed, stated in the note
+    curves = read_curves(run_dir)
+    assert curves is not None
+    base = curves[(curves["method"] == "baseline") & (curves["seed"] == 0)]  # one seed
+    net = base.sort_values("open_time")["net"].to_numpy()
+    assert shown["baseline"].log10_equity.points == len(net)
+    assert 10 ** shown["baseline"].log10_equity.y[-1] == pytest.approx(np.prod(1 + net),
+                                                                       rel=1e-9)
 
 
 # ------------------------------------------------------------------ market, folds

@@ -29,7 +29,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num, nu
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from selfdistill.report.decimate import majority_runs, minmax_indices
+from selfdistill.report.decimate import Line
+from selfdistill.report.trading import EquityCurve
 
 __all__ = [
     "BASELINE_STYLES",
@@ -255,46 +256,38 @@ def reliability_figure(panels: Sequence[ReliabilityPanel]) -> Figure:
     return fig
 
 
-def _shade(ax: Any, times: pd.Series, regime: np.ndarray, class_names: Sequence[str]) -> None:
-    """One broken bar per class (cheap to draw, unlike a fill per bar); long series are
-    shaded slice by slice (:func:`~selfdistill.report.decimate.majority_runs`)."""
-    spans: dict[int, list[tuple[float, float]]] = {}
-    for left, width, k in majority_runs(date2num(_x(times)), regime):
-        spans.setdefault(k, []).append((left, width))
+_NS_PER_DAY = 86_400e9
+
+
+def _shade(ax: Any, spans: Sequence[tuple[float, float, int]],
+           class_names: Sequence[str]) -> None:
+    """One broken bar per class (cheap to draw, unlike a fill per bar); ``spans`` are
+    (left, width, class) in nanoseconds since the epoch
+    (:meth:`~selfdistill.report.decimate.ClassSlices.spans`)."""
+    by_class: dict[int, list[tuple[float, float]]] = {}
+    for left, width, k in spans:
+        start = date2num(np.datetime64(int(left), "ns"))
+        by_class.setdefault(k, []).append((start, width / _NS_PER_DAY))
     for k, name in enumerate(class_names):
-        ax.broken_barh(spans.get(k, []), (0, 1), transform=ax.get_xaxis_transform(),
+        ax.broken_barh(by_class.get(k, []), (0, 1), transform=ax.get_xaxis_transform(),
                        color=REGIME_COLORS[k % 3], alpha=0.25, linewidth=0, label=name)
 
 
-def _line(ax: Any, times: pd.Series, values: np.ndarray, **style: Any) -> None:
-    """``values`` over ``times`` through a few thousand points that keep its first, last,
-    lowest and highest (:func:`~selfdistill.report.decimate.minmax_indices`)."""
-    keep = minmax_indices(values)
-    ax.plot(_x(times.to_numpy()[keep]), values[keep], **style)
-
-
 @_styled
-def regimes_figure(prices: pd.DataFrame, predicted: pd.DataFrame, class_names: Sequence[str],
-                   *, title: str) -> Figure:
-    """Close price over the test blocks, shaded by predicted (and true) regime.
+def regimes_figure(close: Line, shadings: Sequence[tuple[str, Sequence[tuple[float, float, int]]]],
+                   class_names: Sequence[str]) -> Figure:
+    """Close price over the test blocks, one panel per regime shading.
 
     Args:
-        prices: ``open_time``, ``close`` (and ``true_regime``) per bar.
-        predicted: ``open_time``, ``pred`` per test decision.
+        close: the close over the test period (naive UTC datetime64 x), reduced to a few
+            thousand points (:class:`~selfdistill.report.decimate.LineSlices`).
+        shadings: (title, spans) per panel: the predicted regime, then the true one on
+            synthetic data; spans as :meth:`~selfdistill.report.decimate.ClassSlices.spans`.
     """
-    has_truth = "true_regime" in prices and prices["true_regime"].notna().any()
-    fig, axes = _axes(2 if has_truth else 1, cols=1, width=10.6, height=2.0, left=0.8,
-                      gap_h=0.55)
-    span = prices[(prices["open_time"] >= predicted["open_time"].min())
-                  & (prices["open_time"] <= predicted["open_time"].max())]
-    rows = [("predicted regime: " + title, predicted["open_time"], predicted["pred"])]
-    if has_truth:
-        truth = span.dropna(subset=["true_regime"])
-        rows.append(("true regime (synthetic market)", truth["open_time"], truth["true_regime"]))
-    for ax, (name, times, regime) in zip(axes, rows, strict=True):
-        _line(ax, span["open_time"], span["close"].to_numpy(dtype=np.float64), color="black",
-              linewidth=0.7)
-        _shade(ax, times, np.asarray(regime, dtype=np.int64), class_names)
+    fig, axes = _axes(len(shadings), cols=1, width=10.6, height=2.0, left=0.8, gap_h=0.55)
+    for ax, (name, spans) in zip(axes, shadings, strict=True):
+        ax.plot(close.x, close.y, color="black", linewidth=0.7)
+        _shade(ax, spans, class_names)
         ax.set_title(name, loc="left")
         ax.set_ylabel("close")
         ax.grid(False)
@@ -305,34 +298,36 @@ def regimes_figure(prices: pd.DataFrame, predicted: pd.DataFrame, class_names: S
 
 
 @_styled
-def equity_figure(curves: dict[str, pd.DataFrame], baselines: Sequence[str] = ()) -> Figure:
+def equity_figure(curves: dict[str, EquityCurve], baselines: Sequence[str] = ()) -> Figure:
     """Equity (top) and drawdown (bottom) of each strategy over the test blocks.
 
     Args:
-        curves: ``{label: frame}`` with ``open_time`` and ``net`` per decision, in time order
-            (equity and drawdown from every decision; each line drawn through at most
-            :data:`~selfdistill.report.decimate.MAX_LINE_POINTS` of them, its extremes kept).
+        curves: ``{label: curve}``, each computed from every decision and reduced to a few
+            thousand points that keep its extremes
+            (:func:`~selfdistill.report.trading.equity_curve`).
         baselines: labels drawn as the trading baselines (grey, dashed): keys of
             :data:`BASELINE_STYLES`.
     """
     fig, (top, bottom) = _axes(2, cols=1, width=8.2, height=2.3, left=0.7, right=3.1,
                                gap_h=0.45)
+    # past 1000x a linear axis shows one line and a flat floor: draw log10 of equity
+    logs = max((float(c.log10_equity.y.max()) for c in curves.values()), default=0.0) > 3.0
     k = 0
-    for name, frame in curves.items():
-        equity = np.cumprod(1.0 + frame["net"].to_numpy(dtype=np.float64))  # every bar
-        peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
+    for name, curve in curves.items():
         if name in baselines:
             color, style = BASELINE_STYLES.get(name, ("#777777", "--"))
         else:
             color, style, k = _LINE_COLORS[k % len(_LINE_COLORS)], "-", k + 1
-        _line(top, frame["open_time"], equity, label=name, color=color, linestyle=style,
-              linewidth=1.1)
-        _line(bottom, frame["open_time"], equity / peak - 1.0, color=color, linestyle=style,
-              linewidth=0.9)
+        line = curve.log10_equity
+        top.plot(line.x, line.y if logs else 10.0 ** line.y, label=name, color=color,
+                 linestyle=style, linewidth=1.1)
+        bottom.plot(curve.drawdown.x, curve.drawdown.y, color=color, linestyle=style,
+                    linewidth=0.9)
     for ax in (top, bottom):
         _fixed(ax, "y", 5)
     _dates(bottom, shared=top)
-    top.set_title("equity (net of costs, starts at 1)", loc="left")
+    top.set_title("log10 of equity (net of costs, starts at 0 = 1x)" if logs
+                  else "equity (net of costs, starts at 1)", loc="left")
     bottom.set_title("drawdown", loc="left")
     top.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig

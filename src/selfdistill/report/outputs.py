@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from selfdistill.evaluation.aggregate import member_keys, member_label
@@ -133,12 +134,18 @@ class OutputIndex:
         ``seed``, ``fold`` columns), resolving a selected output cell by cell."""
         if frame.empty:
             return frame
-        if not any(m == output[0] for m, _, _ in self.chosen):
-            return frame[(frame["method"] == output[0]) & (frame["member"] == output[1])]
-        cells = frame[["seed", "fold"]].drop_duplicates().itertuples(index=False)
-        wanted = pd.DataFrame([(s, f, *self.source(output, int(s), int(f))) for s, f in cells],
-                              columns=["seed", "fold", "method", "member"])
-        return frame.merge(wanted, on=["seed", "fold", "method", "member"], how="inner")
+        method, member = frame["method"], frame["member"]
+        cells = [(s, f) for m, s, f in self.chosen if m == output[0]]
+        if not cells:
+            return frame[(method == output[0]) & (member == output[1])]
+        seeds = frame["seed"].to_numpy()
+        folds = frame["fold"].to_numpy()
+        keep = np.zeros(len(frame), dtype=bool)  # (N,) a mask, not a merge: no copies
+        for seed, fold in cells:
+            source = self.source(output, seed, fold)
+            keep |= ((seeds == seed) & (folds == fold) & (method == source[0]).to_numpy()
+                     & (member == source[1]).to_numpy())
+        return frame[keep]
 
 
 def self_distillation_outputs(index: OutputIndex, methods: Iterable[str] | None = None

@@ -8,7 +8,7 @@ report's memory does not grow with the run's outputs x seeds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -80,16 +80,32 @@ class RunData:
     def output_rows(self, output: Output, columns: Sequence[str], *, curves: bool = False,
                     split: str | None = None, seed: int | None = None) -> pd.DataFrame:
         """The output's rows of predictions.parquet (or backtest.parquet with ``curves``)
-        on ``split`` / ``seed`` when given: ``columns`` plus method, member, seed and
-        fold; a selected output's rows are its chosen member's, cell by cell."""
+        on ``split`` / ``seed`` when given: ``columns`` plus seed and fold (and method and
+        member for a selection); a selected output's rows are its chosen member's, cell by
+        cell."""
+        read = self.files.curves if curves else self.files.predictions
+        return self._resolved(output, read(*self._query(output, columns, split, seed)))
+
+    def prediction_chunks(self, output: Output, columns: Sequence[str], *,
+                          split: str | None = None, seed: int | None = None
+                          ) -> Iterator[pd.DataFrame]:
+        """:meth:`output_rows` of predictions.parquet, one row group at a time (for sums
+        over the rows: memory of one row group, whatever the run's length)."""
+        for frame in self.files.prediction_chunks(*self._query(output, columns, split, seed)):
+            yield self._resolved(output, frame)
+
+    def _query(self, output: Output, columns: Sequence[str], split: str | None,
+               seed: int | None) -> tuple[list[str], Filters]:
         sources = self.index.sources(output)
         filters: Filters = [("method", "in", sorted({m for m, _ in sources})),
                             ("member", "in", sorted({s for _, s in sources})),
                             *([("split", "==", split)] if split is not None else []),
                             *([("seed", "==", seed)] if seed is not None else [])]
-        wanted = list(dict.fromkeys([*KEYS, *columns]))
-        read = self.files.curves if curves else self.files.predictions
-        frame = read(wanted, filters)
-        if sources == [output]:  # the filter was exact
+        # an exact filter leaves method and member constant: not read, not held
+        keys = ("seed", "fold") if sources == [output] else KEYS
+        return list(dict.fromkeys([*keys, *columns])), filters
+
+    def _resolved(self, output: Output, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.index.sources(output) == [output]:  # the filter was exact
             return frame
         return self.index.rows(frame, output)

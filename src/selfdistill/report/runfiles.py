@@ -11,7 +11,7 @@ pandas categories.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -78,6 +78,11 @@ class RunFiles:
         """The ``columns`` of the prediction rows matching ``filters``."""
         return self._scan(PREDICTIONS_FILE).read(columns, filters, _NAMES)
 
+    def prediction_chunks(self, columns: Sequence[str], filters: Filters
+                          ) -> Iterator[pd.DataFrame]:
+        """:meth:`predictions` one row group at a time."""
+        return self._scan(PREDICTIONS_FILE).chunks(columns, filters, _NAMES)
+
     def curves(self, columns: Sequence[str], filters: Filters) -> pd.DataFrame:
         """The ``columns`` of the backtest rows matching ``filters`` (empty without a
         backtest)."""
@@ -85,8 +90,9 @@ class RunFiles:
             return pd.DataFrame(columns=list(columns))
         return self._scan(BACKTEST_FILE).read(columns, filters, _NAMES)
 
-    def prices(self, columns: Sequence[str], filters: Filters) -> pd.DataFrame:
-        """The ``columns`` of the bars matching ``filters`` (those of ``columns`` the file
-        has: ``true_regime`` only on synthetic data)."""
-        return self._scan(PRICES_FILE).read([c for c in columns if c in self.price_columns],
-                                             filters)
+    def price_chunks(self, columns: Sequence[str], filters: Filters
+                     ) -> Iterator[pd.DataFrame]:
+        """The ``columns`` of the bars matching ``filters``, one row group at a time (those
+        of ``columns`` the file has: ``true_regime`` only on synthetic data)."""
+        return self._scan(PRICES_FILE).chunks(
+            [c for c in columns if c in self.price_columns], filters)

@@ -13,16 +13,16 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from selfdistill.evaluation.aggregate import ORDINAL_KEYS, member_keys
-from selfdistill.evaluation.metrics import reliability_curve
 from selfdistill.report import figures as fg
-from selfdistill.report.decimate import MAX_LINE_POINTS, MAX_SPANS
+from selfdistill.report.calibration import calibration_section, panel_outputs, subtitle
+from selfdistill.report.decimate import MAX_LINE_POINTS, ClassSlices, LineSlices
 from selfdistill.report.disagreement import uncertainty_section
 from selfdistill.report.folds import folds_section
 from selfdistill.report.market import data_section
@@ -36,9 +36,8 @@ from selfdistill.report.outputs import (
 )
 from selfdistill.report.rundata import RunData
 from selfdistill.report.tables import comparison_rows, findings_html, headline_rows, html_table
-from selfdistill.report.trading import COST_MULTIPLES, summarise_trading
+from selfdistill.report.trading import COST_MULTIPLES, equity_curve, summarise_trading
 from selfdistill.report.tuning import tuning_section
-from selfdistill.softmax import log_probabilities, softmax
 
 __all__ = ["SECTION_IDS", "RunData", "build_sections", "panel_outputs"]
 
@@ -57,31 +56,6 @@ SECTION_IDS = (
     ("uncertainty", "Does disagreement flag errors?"),
     ("config", "Configuration"),
 )
-_MAX_PANELS = 8
-_RELIABILITY_BINS = 10
-
-
-def panel_outputs(run: RunData) -> list[Output]:
-    """Outputs that get a reliability / confusion panel: the hard-label baseline, every
-    self-distillation method's selected member, the best simple alternative, the
-    featured output, then the other headline models (at most eight)."""
-    best = run.findings.get("best_alternative")
-    wanted = [("baseline", "-"), *self_distillation_outputs(run.index, run.findings.get("methods")),
-              *([(best, "-")] if best else []), featured_output(run.index),
-              *headline_outputs(run.index)]
-    present = set(run.index.outputs())
-    chosen = [o for o in dict.fromkeys(wanted) if o in present
-              and o[0] not in ("majority", *TRADING_BASELINES)]
-    return chosen[:_MAX_PANELS]
-
-
-def _subtitle(run: RunData, output: Output) -> str:
-    picked = run.index.selected_from(output)
-    if picked is not None:
-        return f"selected: {picked}"
-    return "" if output[1] == "-" else f"member {output[1]}"
-
-
 _WITH_INTERVAL = re.compile(r"^(\S+) (\[\S+, \S+\])$")
 
 
@@ -155,13 +129,15 @@ def equity_section(run: RunData) -> str:
               featured_output(run.index), ("baseline", "-"), *([(best, "-")] if best else [])]
     shown = {}
     for output in [*dict.fromkeys(models), *((b, "-") for b in TRADING_BASELINES)]:
+        # one output's rows at a time: only its reduced curve is kept
         frame = run.output_rows(output, ("open_time", "net"), curves=True, seed=seed)
         if len(frame):
-            shown[run.index.label(output)] = frame.sort_values("open_time")
+            shown[run.index.label(output)] = equity_curve(frame["open_time"],
+                                                          frame["net"].to_numpy())
     if not shown:
         return note("No backtest rows in backtest.parquet.")
     fig = fg.equity_figure(shown, baselines=TRADING_BASELINES)
-    bars = max(len(f) for f in shown.values())
+    bars = max(c.log10_equity.points for c in shown.values())
     return (img(fg.to_data_uri(fig), "equity and drawdown")
             + note(f"Test blocks of every fold in time order, seed {seed}; each block starts "
                    "flat. Fills at the next bar's open; fees and slippage per side on every "
@@ -214,49 +190,6 @@ def generations_section(run: RunData) -> str:
                    f"hard-label baseline and {best}."))
 
 
-def _after_temperature(proba: np.ndarray, temps: np.ndarray) -> np.ndarray:
-    after = proba.copy()
-    for t in np.unique(temps[np.isfinite(temps)]):  # one temperature per cell
-        at = temps == t
-        after[at] = softmax(log_probabilities(proba[at]), temperature=float(t))
-    return after
-
-
-def _reliability_panel(run: RunData, output: Output) -> fg.ReliabilityPanel | None:
-    """The output's reliability before (and after) temperature scaling on its test rows;
-    None without rows."""
-    probas = [f"p_{c}" for c in run.class_names]
-    has_t = "temperature" in run.files.prediction_columns
-    rows = run.output_rows(output, [*probas, "label", *(["temperature"] if has_t else [])],
-                           split="test")
-    if rows.empty:
-        return None
-    proba = rows[probas].to_numpy(dtype=np.float64)  # (N, C)
-    y = rows["label"].to_numpy()
-    temps = rows["temperature"].to_numpy(dtype=np.float64) if has_t else np.array([np.nan])
-    after = None
-    if np.isfinite(temps).any():  # calibration was on for this output
-        after = reliability_curve(y, _after_temperature(proba, temps), _RELIABILITY_BINS)
-    return fg.ReliabilityPanel(output[0] if output[1] == "-" else " ".join(output),
-                               _subtitle(run, output),
-                               reliability_curve(y, proba, _RELIABILITY_BINS), after)
-
-
-def calibration_section(run: RunData) -> str:
-    panels = [p for p in map(partial(_reliability_panel, run), panel_outputs(run))
-              if p is not None]
-    calibrated = any(p.after is not None for p in panels)
-    if not panels:
-        return note("No test predictions in predictions.parquet.")
-    said = ("the temperature of each cell was fitted on that cell's validation rows only"
-            if calibrated else "temperature scaling is off (evaluation.calibrate: false)")
-    return (img(fg.to_data_uri(fg.reliability_figure(panels)), "reliability diagrams")
-            + note(f"Test rows of every cell pooled, {_RELIABILITY_BINS} confidence bins; "
-                   f"bars: rows per bin; hollow grey points and grey bars: bins with fewer "
-                   f"than {fg.MIN_BIN_ROWS} rows. Selected outputs show the member each cell "
-                   f"chose on validation; {said}."))
-
-
 def _confusion_table(title: str, subtitle: str, cm: np.ndarray, classes: list[str]) -> str:
     """A row-normalised confusion matrix as a shaded HTML table (rows: true regime)."""
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -282,7 +215,7 @@ def confusion_section(run: RunData) -> str:
                  for r in run.index.cells.get(("test", *output), []) if "confusion_matrix" in r]
         if cells:
             name = output[0] if output[1] == "-" else " ".join(output)
-            tables.append(_confusion_table(name, _subtitle(run, output), np.sum(cells, axis=0),
+            tables.append(_confusion_table(name, subtitle(run, output), np.sum(cells, axis=0),
                                            run.class_names))
     if not tables:
         return note("No confusion matrices in metrics.json.")
@@ -291,28 +224,48 @@ def confusion_section(run: RunData) -> str:
                    "regime), counts underneath."))
 
 
+def _test_period(run: RunData, output: Output, seed: int) -> tuple[int, int] | None:
+    """First and last test bar (int64 ns) of ``output`` in ``seed``; None without rows."""
+    ends: list[int] = []
+    for chunk in run.prediction_chunks(output, ("open_time",), split="test", seed=seed):
+        t = chunk["open_time"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        ends += [int(t.min()), int(t.max())] if len(t) else []
+    return (min(ends), max(ends)) if ends else None
+
+
 def regimes_section(run: RunData) -> str:
     if not run.files.has_prices:
         return note("prices.parquet is missing from the run directory.")
-    output = featured_output(run.index)
-    seed = run.first_seed
-    test = run.output_rows(output, ("open_time", "pred"), split="test", seed=seed)
-    if test.empty or seed is None:
+    output, seed = featured_output(run.index), run.first_seed
+    period = None if seed is None else _test_period(run, output, seed)
+    if seed is None or period is None:
         return note(f"No test predictions of {output[0]} in predictions.parquet.")
-    test = test.sort_values("open_time")
-    first, last = test["open_time"].iloc[0], test["open_time"].iloc[-1]
-    prices = run.files.prices(("open_time", "close", "true_regime"),
-                              [("open_time", ">=", first), ("open_time", "<=", last)])
+    # read chunk by chunk, reduced to time slices: neither series is ever held whole
+    predicted = ClassSlices(*period, classes=len(run.class_names))
+    for chunk in run.prediction_chunks(output, ("open_time", "pred"), split="test", seed=seed):
+        predicted.add(chunk["open_time"].to_numpy(dtype="datetime64[ns]"),
+                      chunk["pred"].to_numpy())
+    close, truth = LineSlices(*period), ClassSlices(*period, classes=len(run.class_names))
+    bounds = [pd.Timestamp(t, tz="UTC") for t in period]
+    for chunk in run.files.price_chunks(("open_time", "close", "true_regime"),
+                                        [("open_time", ">=", bounds[0]),
+                                         ("open_time", "<=", bounds[1])]):
+        times = chunk["open_time"].to_numpy(dtype="datetime64[ns]")
+        close.add(times, chunk["close"].to_numpy(dtype=np.float64))
+        if "true_regime" in chunk:
+            known = chunk["true_regime"].notna().to_numpy()
+            truth.add(times[known], chunk["true_regime"].to_numpy()[known])
     title = f"{run.index.label(output)}, seed {seed}; lowest validation NLL"
-    fig = fg.regimes_figure(prices.sort_values("open_time"), test, run.class_names,
-                            title=title)
-    bars = max(len(test), len(prices))
-    if bars <= MAX_LINE_POINTS:
-        return img(fg.to_data_uri(fig), "price with regimes")
-    return img(fg.to_data_uri(fig), "price with regimes") + note(
-        f"{bars:,} bars: the close is drawn through {MAX_LINE_POINTS:,} of them (the lowest "
-        f"and highest of every equal slice), and where there are more than {MAX_SPANS:,} "
-        f"bars each of {MAX_SPANS:,} equal slices is shaded by its most frequent regime.")
+    shadings = [("predicted regime: " + title, predicted.spans()),
+                *([("true regime (synthetic market)", truth.spans())] if truth.rows else [])]
+    fig = fg.regimes_figure(close.line(), shadings, run.class_names)
+    out = img(fg.to_data_uri(fig), "price with regimes")
+    if close.rows <= close.exact and predicted.rows <= predicted.exact:
+        return out
+    return out + note(
+        f"{close.rows:,} bars: the close is drawn through its lowest and highest point in "
+        f"each of {close.slices:,} equal time slices, and each of {predicted.slices:,} "
+        "slices is shaded by its most frequent regime (computed from every bar).")
 
 
 def config_section(run: RunData) -> str:

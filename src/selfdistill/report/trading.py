@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from selfdistill.evaluation.backtest import trading_metrics
+from selfdistill.report.decimate import Line, reduce_line
 
-__all__ = ["COST_MULTIPLES", "CostModel", "TradingSummary", "cell_trades", "net_returns",
-           "summarise_trading"]
+__all__ = ["COST_MULTIPLES", "CostModel", "EquityCurve", "TradingSummary", "cell_trades",
+           "equity_curve", "net_returns", "summarise_trading"]
 
 #: Multiples of the configured costs the Sharpe ratio is shown at.
 COST_MULTIPLES = (0.0, 1.0, 2.0)
@@ -84,22 +85,37 @@ def cell_trades(position: np.ndarray) -> dict[str, float]:
             "bars": float(side.size)}
 
 
+def _utc_ns(times: pd.Series) -> np.ndarray:
+    """(N,) datetime64[ns] UTC values of an ``open_time`` column (tz-aware or naive)."""
+    return times.to_numpy(dtype="datetime64[ns]")
+
+
+def _in_order(order: np.ndarray) -> bool:
+    """Whether a permutation is the identity."""
+    return bool(np.all(order[1:] > order[:-1])) if len(order) > 1 else True
+
+
 def _per_cell(curve: pd.DataFrame, costs: CostModel, multiples: Sequence[float]
               ) -> pd.DataFrame:
-    ordered = curve.sort_values(["seed", "fold", "open_time"])
-    seeds = ordered["seed"].to_numpy(dtype=np.int64)
-    folds = ordered["fold"].to_numpy(dtype=np.int64)
-    positions = ordered["position"].to_numpy(dtype=np.float64)
-    returns = ordered["asset_return"].to_numpy(dtype=np.float64)
+    seeds = curve["seed"].to_numpy(dtype=np.int64)
+    folds = curve["fold"].to_numpy(dtype=np.int64)
+    positions = curve["position"].to_numpy(dtype=np.float64)
+    returns = curve["asset_return"].to_numpy(dtype=np.float64)
+    order = np.lexsort((_utc_ns(curve["open_time"]), folds, seeds))  # seed, fold, time
+    if not _in_order(order):  # files are mostly written in order: then no copies
+        seeds, folds, positions, returns = (a[order] for a in (seeds, folds, positions,
+                                                                returns))
+    del order
+    starts = np.flatnonzero(np.diff(seeds, prepend=seeds[0] - 1)
+                            | np.diff(folds, prepend=folds[0] - 1))  # each cell's first row
     rows = []
-    for seed, fold in dict.fromkeys(zip(seeds.tolist(), folds.tolist(), strict=True)):
-        at = (seeds == seed) & (folds == fold)
-        pos, ret = positions[at], returns[at]
-        row: dict[str, float] = {"seed": seed, "fold": fold, **cell_trades(pos)}
+    for lo, hi in zip(starts, [*starts[1:], len(seeds)], strict=True):
+        pos, ret = positions[lo:hi], returns[lo:hi]
+        row: dict[str, float] = {"seed": int(seeds[lo]), "fold": int(folds[lo]),
+                                 **cell_trades(pos)}
         for k in multiples:
-            net = net_returns(pos, ret, costs, k)
-            row[f"sharpe_{k}"] = trading_metrics(
-                net, pos, periods_per_year=costs.periods_per_year)["sharpe"]
+            row[f"sharpe_{k}"] = _sharpe(net_returns(pos, ret, costs, k), pos,
+                                         costs.periods_per_year)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -129,3 +145,42 @@ def summarise_trading(curve: pd.DataFrame, costs: CostModel,
         long=long, short=short, flat=1.0 - long - short, exposure=long + short,
         sharpe={k: _fold_mean(cells, f"sharpe_{k}") for k in multiples},
         folds=int(cells["fold"].nunique()), seeds=int(cells["seed"].nunique()))
+
+
+@dataclass(frozen=True)
+class EquityCurve:
+    """One strategy's log10 equity (0 = the starting 1x) and drawdown, computed from every
+    decision and reduced for drawing (:func:`~selfdistill.report.decimate.reduce_line`).
+
+    In logs because a strong strategy over millions of bars grows past what float64 holds
+    (the synthetic market's 1.001^N does); the figure draws ``10 ** y`` when it can.
+    """
+
+    log10_equity: Line
+    drawdown: Line
+
+
+def equity_curve(times: pd.Series, net: np.ndarray) -> EquityCurve:
+    """The equity and drawdown of (N,) net returns at (N,) decision times (any order:
+    put in time order here); a loss of 100% or more is ruin (equity ~0)."""
+    x = _utc_ns(times)  # (N,) naive UTC
+    growth = np.asarray(net, dtype=np.float64)
+    if np.any(x[1:] < x[:-1]):
+        order = np.argsort(x, kind="stable")
+        x, growth = x[order], growth[order]
+    growth = np.maximum(growth, -1.0 + 1e-15)  # (N,) a new array; a loss of 100% is ruin
+    np.log1p(growth, out=growth)
+    log_equity = np.cumsum(growth, out=growth)  # natural log of 1 x prod(1 + net)
+    drawdown = np.maximum.accumulate(log_equity)
+    np.maximum(drawdown, 0.0, out=drawdown)  # the peak, counting the starting 1x
+    np.subtract(log_equity, drawdown, out=drawdown)
+    np.expm1(drawdown, out=drawdown)
+    return EquityCurve(reduce_line(x, log_equity / np.log(10.0)), reduce_line(x, drawdown))
+
+
+def _sharpe(net: np.ndarray, position: np.ndarray, periods_per_year: float) -> float:
+    """The backtest's own Sharpe ratio (its drawdown, unused here, may overflow on long
+    strong runs: silenced)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        metrics = trading_metrics(net, position, periods_per_year=periods_per_year)
+    return float(metrics["sharpe"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Files of at most this many rows are read whole once by a :class:`ParquetScan` and kept.
+KEEP_ROWS = 250_000
+#: Rows of a row group decoded at a time by a :class:`ParquetScan` (filter columns: four
+#: times as many, they are narrow and each slice costs a dictionary lookup).
+BATCH_ROWS = 65_536
+_BUFFER_BYTES = 1 << 20
 #: pyarrow's row filter: every ``(column, op, value)`` must hold (ops ``==``, ``!=``,
 #: ``<``, ``<=``, ``>``, ``>=``, ``in``, ``not in``).
 Filters = Sequence[tuple[str, str, Any]]
@@ -75,19 +81,40 @@ class ParquetScan:
     distinct values per row group are read once and kept: the index), and of the others
     the filter columns are read first and the wanted columns only where a row matches.
     Memory: the result plus one row group's columns. String columns are compared through
-    their dictionary (codes, not strings).
+    their dictionary (codes, not strings). A file of at most ``keep_rows`` rows (default
+    :data:`KEEP_ROWS`) is read whole on the first read and kept (the demo's files: many
+    small reads cost more than one whole one), so small runs report as fast as before.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_rows: int | None = None) -> None:
         self.path = path
         self._distinct: dict[str, list[frozenset[Any]]] = {}
+        self._whole: pa.Table | None = None
         try:
             self.schema = pq.read_schema(path)
             self._strings = [f.name for f in self.schema
                              if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-            self._file = pq.ParquetFile(path, read_dictionary=self._strings)
+            # buffer_size: column chunks are streamed page by page, not read whole
+            self._file = pq.ParquetFile(path, read_dictionary=self._strings,
+                                        buffer_size=_BUFFER_BYTES)
         except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
             raise damaged(path, exc) from exc
+        self._keep = self._file.metadata.num_rows <= (KEEP_ROWS if keep_rows is None
+                                                      else keep_rows)
+        self._groups = 1 if self._keep else self._file.num_row_groups
+
+    def _slices(self, i: int, columns: list[str], rows: int = BATCH_ROWS
+                ) -> Iterator[pa.Table]:
+        """Row group ``i``'s ``columns`` in slices of ``rows`` rows (the kept
+        whole file in one piece, when it is small)."""
+        if self._keep:
+            if self._whole is None:
+                self._whole = self._file.read()
+            yield self._whole.select(columns)
+            return
+        for batch in self._file.iter_batches(batch_size=rows, row_groups=[i],
+                                             columns=columns, use_threads=False):
+            yield pa.Table.from_batches([batch])
 
     def read(self, columns: Sequence[str], filters: Filters = (),
              categories: Iterable[str] = ()) -> pd.DataFrame:
@@ -95,16 +122,34 @@ class ParquetScan:
         columns named in ``categories`` come back as pandas categories."""
         names = list(dict.fromkeys(columns))
         self._check([*names, *(f[0] for f in filters)])
+        parts = [t for i in range(self._groups) for t in self._matching(i, names, filters)]
+        return self._frame(parts, names, categories)
+
+    def chunks(self, columns: Sequence[str], filters: Filters = (),
+               categories: Iterable[str] = ()) -> Iterator[pd.DataFrame]:
+        """:meth:`read`'s rows as one frame per row group that holds any: for sums over
+        rows in the memory of one row group."""
+        names = list(dict.fromkeys(columns))
+        self._check([*names, *(f[0] for f in filters)])
+        for i in range(self._groups):
+            parts = self._matching(i, names, filters)
+            if parts:
+                yield self._frame(parts, names, categories)
+
+    def _matching(self, i: int, names: list[str], filters: Filters) -> list[pa.Table]:
         try:
-            parts = [self._row_group(i, names, filters)
-                     for i in range(self._file.num_row_groups) if self._may_hold(i, filters)]
+            return self._row_group(i, names, filters) if self._may_hold(i, filters) else []
         except (OSError, ValueError) as exc:
             raise damaged(self.path, exc) from exc
-        kept = [t for t in parts if t.num_rows]
-        table = self._decoded(pa.concat_tables(kept) if kept else self._empty(names),
+
+    def _frame(self, parts: list[pa.Table], names: list[str], categories: Iterable[str]
+               ) -> pd.DataFrame:
+        table = self._decoded(pa.concat_tables(parts) if parts else self._empty(names),
                               set(categories))
-        del parts, kept  # the table alone holds the rows: converting frees them as it goes
-        return table.to_pandas(split_blocks=True, self_destruct=True)
+        parts.clear()  # the table alone holds the rows: converting frees them as it goes
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+        pa.default_memory_pool().release_unused()  # give the row groups' memory back now
+        return frame
 
     def _check(self, names: Iterable[str]) -> None:
         missing = sorted(set(names) - set(self.schema.names))
@@ -113,17 +158,34 @@ class ParquetScan:
                             "was written by another selfdistill version: run the experiment "
                             "again")
 
-    def _row_group(self, i: int, names: list[str], filters: Filters) -> pa.Table:
+    def _mask(self, i: int, filters: Filters) -> np.ndarray | None:
+        """(rows of row group i,) where every filter holds; None without filters."""
         keys = list(dict.fromkeys(f[0] for f in filters))
-        mask = np.ones(self._file.metadata.row_group(i).num_rows, dtype=bool)
-        if keys:
-            table = self._file.read_row_group(i, columns=keys)
+        if not keys:
+            return None
+        parts = []
+        for piece in self._slices(i, keys, 4 * BATCH_ROWS):
+            hold = np.ones(piece.num_rows, dtype=bool)
             for column, op, value in filters:
-                mask &= _holds(table[column], op, value)
-            if not mask.any():
-                return self._empty(names)
-        table = self._file.read_row_group(i, columns=names)
-        return table if mask.all() else table.filter(pa.array(mask))
+                hold &= _holds(piece[column], op, value)
+            parts.append(hold)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+    def _row_group(self, i: int, names: list[str], filters: Filters) -> list[pa.Table]:
+        """The matching rows of row group ``i``, slice by slice: the filter columns first,
+        the wanted ones only when a row matches (never the whole row group at once)."""
+        mask = self._mask(i, filters)
+        if mask is not None and not mask.any():
+            return []
+        kept, at = [], 0
+        for piece in self._slices(i, names):
+            hold = None if mask is None else mask[at:at + piece.num_rows]
+            at += piece.num_rows
+            if hold is None or hold.all():
+                kept.append(piece)
+            elif hold.any():
+                kept.append(piece.filter(pa.array(hold)))
+        return kept
 
     def _may_hold(self, i: int, filters: Filters) -> bool:
         """False when an ``==`` / ``in`` filter names no value of row group ``i``."""
@@ -137,8 +199,9 @@ class ParquetScan:
         if column not in self._distinct:
             self._check([column])
             self._distinct[column] = [
-                frozenset(pc.unique(self._file.read_row_group(i, columns=[column])[column])
-                          .to_pylist()) for i in range(self._file.num_row_groups)]
+                frozenset(v for piece in self._slices(i, [column], 4 * BATCH_ROWS)
+                          for v in pc.unique(piece[column]).to_pylist())
+                for i in range(self._groups)]
         return self._distinct[column]
 
     def _empty(self, names: list[str]) -> pa.Table:
@@ -172,10 +235,13 @@ def _holds(column: pa.ChunkedArray, op: str, value: Any) -> np.ndarray:
     negate = op in ("!=", "not in")
     if pa.types.is_dictionary(column.type) and op in ("==", "!=", "in", "not in"):
         wanted = pa.array(sorted(_value_set(op, value)), column.type.value_type)
-        parts = [(np.isin(chunk.indices.to_numpy(zero_copy_only=False),
-                          np.flatnonzero(pc.is_in(chunk.dictionary, value_set=wanted)
-                                         .to_numpy(zero_copy_only=False))) ^ negate)
-                 & chunk.is_valid().to_numpy(zero_copy_only=False) for chunk in column.chunks]
+        parts = []
+        for chunk in column.chunks:
+            # (D,) whether each dictionary entry is wanted, then looked up by code
+            hit = pc.is_in(chunk.dictionary, value_set=wanted).to_numpy(zero_copy_only=False)
+            codes = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            parts.append(((hit ^ negate)[codes] if len(hit) else np.zeros(len(chunk), bool))
+                         & chunk.is_valid().to_numpy(zero_copy_only=False))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
     if op in ("in", "not in"):
         found = pc.is_in(column, value_set=pa.array(sorted(_value_set(op, value)), column.type))
