@@ -16,9 +16,10 @@ one array per score over its test bars (:class:`CellEvidence`):
 The run's :class:`Evidence` keeps the cells' arrays as they are and pairs them on
 demand, bars in (fold, time) order and seeds as rows, so it holds one float32 per score
 per test bar (no frame of every prediction): what lets a 10M-bar run fit in memory.
-float32 keeps 7 significant digits of each bar's score; every mean and variance is
-accumulated in float64. ``<method>_selected`` outputs take, in each cell, the arrays of
-the member that cell chose on validation (``selected`` in its records); they share them.
+float32 keeps 7 significant digits of each bar's score (0-1 scores are float16, exact);
+every mean and variance is accumulated in float64. ``<method>_selected`` outputs take,
+in each cell, the arrays of the member that cell chose on validation (``selected`` in its
+records); they share them.
 
 A cell's evidence comes from arrays while it runs (:mod:`.scoring`) and from its
 prediction and backtest frames when read back (:meth:`CellEvidence.add_frames`): both
@@ -48,6 +49,12 @@ CONFIDENCE = "1 - max probability"
 _GATED = "+gate"
 _ORDINAL = re.compile(r"^(generation|snapshot|cycle|exit)=-?\d+$")
 _STORE = np.float32
+#: 0-1 columns: float16 holds 0, 1 and NaN (a missing bar) exactly, in half the bytes.
+_BINARY = {"correct", "correct_true", "error"}
+
+
+def _dtype(name: str) -> type[np.floating[Any]]:
+    return np.float16 if name in _BINARY else _STORE
 
 Output = tuple[str, str]  # (method, member label)
 CellKey = tuple[int, int]  # (fold, seed)
@@ -78,9 +85,9 @@ class Scores:
             self._align(times)
         at = None if np.array_equal(times, self.times) else np.searchsorted(self.times, times)
         for name, value in values.items():
-            column = np.asarray(value, dtype=_STORE)
+            column = np.asarray(value, dtype=_dtype(name))
             if at is not None:
-                full = np.full(len(self.times), np.nan, dtype=_STORE)
+                full = np.full(len(self.times), np.nan, dtype=_dtype(name))
                 full[at] = column
                 column = full
             self.columns[name] = column
@@ -89,7 +96,7 @@ class Scores:
         union = np.union1d(self.times, times)
         at = np.searchsorted(union, self.times)
         for name, column in self.columns.items():
-            full = np.full(len(union), np.nan, dtype=_STORE)
+            full = np.full(len(union), np.nan, dtype=column.dtype)
             full[at] = column
             self.columns[name] = full
         self.times = union

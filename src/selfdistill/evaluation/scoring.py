@@ -48,7 +48,7 @@ from selfdistill.evaluation.backtest import (
 from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
 from selfdistill.evaluation.evidence import MEASURES, CellEvidence, times_ns
 from selfdistill.evaluation.fold import Dataset, member_name
-from selfdistill.evaluation.metrics import MetricTotals, classification_metrics
+from selfdistill.evaluation.metrics import MetricTotals
 from selfdistill.evaluation.uncertainty import disagreement, error_by_quantile
 from selfdistill.methods import Lineage
 from selfdistill.rundir.frames import FrameWriter
@@ -158,32 +158,41 @@ def _outputs(lineage: Lineage, member_probs: Sequence[np.ndarray]) -> list[_Outp
     return out
 
 
+def _metrics(cell: _Cell, y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """:func:`classification_metrics`, the rows taken :data:`ROWS_PER_PIECE` at a time."""
+    totals = MetricTotals(len(cell.ds.labels.class_names))
+    for a in range(0, max(len(y), 1), ROWS_PER_PIECE):
+        totals.add(y[a:a + ROWS_PER_PIECE], proba[a:a + ROWS_PER_PIECE])
+    return totals.result()
+
+
 def _record(cell: _Cell, out: _Output, split: str, y: np.ndarray,
             truth: np.ndarray | None) -> dict[str, Any]:
-    n_classes = len(cell.ds.labels.class_names)
     rec: dict[str, Any] = {"method": out.method, "generation": None, **out.keys,
                            "split": split, **cell.base}
-    rec.update(classification_metrics(y, out.proba, n_classes=n_classes))
+    rec.update(_metrics(cell, y, out.proba))
     if truth is not None:
         rec["accuracy_true"] = float((out.proba.argmax(axis=1) == truth).mean())
     return {**rec, **out.extra}
 
 
 def _calibrate(cell: _Cell, out: _Output, split: str, y: np.ndarray,
-               rec: dict[str, Any]) -> float | None:
-    """Fit T on validation (or take it), add the calibrated metrics; None when off."""
+               rec: dict[str, Any]) -> tuple[float | None, np.ndarray]:
+    """Fit T on validation (or take it) and add the calibrated metrics: (T, calibrated
+    probabilities); (None, the probabilities) when calibration is off."""
     key = (out.method, out.member)
     if not cell.settings.calibrate or (split == "test" and key not in cell.temperatures):
-        return None
+        return None, out.proba
     logits = logits_from_proba(out.proba)
     if split == "val":
         cell.temperatures[key] = fit_temperature(logits, y)
     t = cell.temperatures[key]
-    scores = classification_metrics(y, apply_temperature(logits, t),
-                                    n_classes=len(cell.ds.labels.class_names))
+    calibrated = apply_temperature(logits, t)
+    del logits
+    scores = _metrics(cell, y, calibrated)
     rec["temperature"] = t
     rec.update({f"{m}_calibrated": scores[m] for m in _CALIBRATED})
-    return t
+    return t, calibrated
 
 
 def _write_predictions(cell: _Cell, out: _Output, split: str, rows: np.ndarray,
@@ -214,7 +223,7 @@ def _write_predictions(cell: _Cell, out: _Output, split: str, rows: np.ndarray,
         cell.predictions.write(frame)
 
 
-def _write_curve(cell: _Cell, method: str, member: str, result: BacktestResult,
+def _write_curve(cell: _Cell, method: str, member: str, result: BacktestResult | _Traded,
                  random_net: np.ndarray | None) -> None:
     times = cell.ds.times[cell.rows("test")]
     rets = cell.returns()
@@ -229,15 +238,25 @@ def _write_curve(cell: _Cell, method: str, member: str, result: BacktestResult,
         cell.curves.write(frame)
 
 
-def _run(cell: _Cell, positions: np.ndarray) -> BacktestResult:
+@dataclass
+class _Traded:
+    """What a cell keeps of a backtest: positions, per-decision net returns, metrics."""
+
+    positions: np.ndarray
+    net: np.ndarray
+    metrics: dict[str, float]
+
+
+def _run(cell: _Cell, positions: np.ndarray) -> _Traded:
     s = cell.settings
-    return run_backtest(positions, cell.returns(), fee_bps=s.fee_bps,
-                        slippage_bps=s.slippage_bps, periods_per_year=s.periods_per_year,
-                        times=cell.ds.times[cell.rows("test")])
+    result = run_backtest(positions, cell.returns(), fee_bps=s.fee_bps,
+                          slippage_bps=s.slippage_bps, periods_per_year=s.periods_per_year,
+                          times=cell.ds.times[cell.rows("test")])
+    return _Traded(result.positions, result.net, result.metrics)  # the rest is dropped
 
 
 def _backtest(cell: _Cell, proba: np.ndarray, gate: np.ndarray | None
-              ) -> dict[str, BacktestResult]:
+              ) -> dict[str, _Traded]:
     """The strategy and its random-timing twin (exactly ``backtest_with_baselines``'s
     ``model`` and ``random``; the other baselines once per cell, :func:`_baselines`)."""
     s = cell.settings
@@ -258,12 +277,12 @@ def _baselines(cell: _Cell) -> dict[str, BacktestResult]:
         times=cell.ds.times[cell.rows("test")])
 
 
-def _trading_fields(table: dict[str, BacktestResult]) -> dict[str, Any]:
+def _trading_fields(table: dict[str, _Traded]) -> dict[str, Any]:
     return {**table["model"].metrics, "random_sharpe": table["random"].metrics["sharpe"],
             "random_total_return": table["random"].metrics["total_return"]}
 
 
-def _gated_record(rec: dict[str, Any], table: dict[str, BacktestResult], quantile: float
+def _gated_record(rec: dict[str, Any], table: dict[str, _Traded], quantile: float
                   ) -> dict[str, Any]:
     """The gated strategy as an output of its own (``<method>+gate``): trading fields only,
     so it is compared with the same output ungated, never with another model."""
@@ -275,12 +294,11 @@ def _gated_record(rec: dict[str, Any], table: dict[str, BacktestResult], quantil
             **_trading_fields(table)}
 
 
-def _trade(cell: _Cell, out: _Output, rec: dict[str, Any], temperature: float | None,
+def _trade(cell: _Cell, out: _Output, rec: dict[str, Any], proba: np.ndarray,
            gate: np.ndarray | None) -> None:
-    """Backtest an output's test rows (and gated, where the gate applies)."""
+    """Backtest an output's test rows (``proba``: calibrated where calibration is on),
+    and gated where the gate applies."""
     times = cell.test_times()
-    proba = out.proba if temperature is None else apply_temperature(
-        logits_from_proba(out.proba), temperature)
     table = _backtest(cell, proba, None)
     rec.update(_trading_fields(table))
     _write_curve(cell, out.method, out.member, table["model"], table["random"].net)
@@ -374,9 +392,10 @@ def _score_lineage(cell: _Cell, lineage: Lineage, li: int) -> None:
             cell.records[(si, li, out.index)] = rec
             if split == "train":
                 continue
-            temperature = _calibrate(cell, out, split, y, rec)
+            temperature, calibrated = _calibrate(cell, out, split, y, rec)
             _write_predictions(cell, out, split, rows, temperature, measures)
             if split != "test":
+                del calibrated
                 continue
             times = cell.test_times()
             cell.evidence.add_scores((out.method, out.member), times, out.proba, y, truth)
@@ -384,7 +403,8 @@ def _score_lineage(cell: _Cell, lineage: Lineage, li: int) -> None:
                 cell.evidence.add_member(out.method, out.member, times, out.proba, y, measures)
             if cell.settings.enabled:
                 gate = _gate(measures, gate_values, cell.settings.uncertainty_gate)
-                _trade(cell, out, rec, temperature, gate)
+                _trade(cell, out, rec, calibrated, gate)
+            del calibrated
         del member_probs
 
 
