@@ -29,6 +29,9 @@ __all__ = [
     "soft_targets",
 ]
 
+#: Rows packed at a time by :meth:`DistillationTargets.build`.
+_PACK_ROWS = 1 << 18
+
 
 def _check(temperature: float, alpha: float | None = None) -> None:
     if not temperature > 0:
@@ -135,13 +138,17 @@ class DistillationTargets:
         if len(targets) and not (int(targets.min()) >= 0 and int(targets.max()) < c):
             raise ValueError(f"targets must be class indices in [0, {c}), "
                              f"got {int(targets.min())}..{int(targets.max())}")
-        q = teacher_probs.detach().float()
         soft_w = (1.0 - alpha) * temperature**2
-        hard = F.one_hot(targets, c).to(q.dtype) * alpha
-        neg_entropy = torch.xlogy(q, q).sum(dim=1, keepdim=True) * soft_w  # (N, 1)
-        const = (neg_entropy / (c * math.log(c))).expand(-1, c)
-        packed = torch.stack([hard, q * soft_w, const], dim=2).neg_().contiguous()
-        scale = torch.tensor([1.0, 1.0 / temperature, 0.0], device=q.device).view(1, 1, 3)
+        n = teacher_probs.shape[0]
+        packed = torch.empty(n, c, 3, dtype=torch.float32, device=teacher_probs.device)
+        for a in range(0, n, _PACK_ROWS):  # row by row: no (N, C) temporaries at 10M rows
+            q = teacher_probs[a:a + _PACK_ROWS].detach().float()
+            hard = F.one_hot(targets[a:a + _PACK_ROWS], c).to(q.dtype) * alpha
+            neg_entropy = torch.xlogy(q, q).sum(dim=1, keepdim=True) * soft_w  # (n, 1)
+            const = (neg_entropy / (c * math.log(c))).expand(-1, c)
+            torch.stack([hard, q * soft_w, const], dim=2, out=packed[a:a + _PACK_ROWS])
+        packed.neg_()
+        scale = torch.tensor([1.0, 1.0 / temperature, 0.0], device=packed.device).view(1, 1, 3)
         return cls(packed=packed, scale=scale, alpha=float(alpha), temperature=float(temperature))
 
     def loss(self, student_logits: Tensor, rows: Tensor | None = None) -> Tensor:
