@@ -150,7 +150,7 @@ def _decimated(bars: int) -> str:
     """What a long line's figure shows, for its caption (nothing when every bar is drawn)."""
     if bars <= MAX_LINE_POINTS:
         return ""
-    return (f" Each line is drawn through {MAX_LINE_POINTS:,} of its {bars:,} points: the "
+    return (f" Each line is drawn through at most {MAX_LINE_POINTS:,} of its {bars:,} points: the "
             "first, the last and the lowest and highest of every equal slice (computed "
             "from every bar, so peaks and troughs are exact).")
 
