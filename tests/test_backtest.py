@@ -271,3 +271,15 @@ def test_a_test_split_too_long_for_float_equity_still_has_its_drawdowns() -> Non
     np.testing.assert_allclose(compound(short)[1], drawdown(np.cumprod(1 + short)), atol=1e-12)
     ruined = np.array([0.1, -1.0, 0.5])
     assert compound(ruined)[1].tolist() == [0.0, -1.0, -1.0]
+
+
+def test_holding_returns_find_their_bars_by_binary_search_without_a_hash_table() -> None:
+    # the candles' index must not grow a cached hash table (~40 B per bar at 10M bars)
+    times = pd.date_range("2024-01-01", periods=50, freq="h", tz="UTC")
+    opens = pd.Series(np.linspace(100, 149, 50), index=times)
+    got = holding_returns(opens, times[[3, 10, 48]])
+    assert got.tolist() == pytest.approx([opens.iloc[11] / opens.iloc[4] - 1,
+                                          opens.iloc[49] / opens.iloc[11] - 1, 0.0])
+    assert not opens.index._engine.is_mapping_populated
+    with pytest.raises(DataError, match="not a bar"):
+        holding_returns(opens, pd.DatetimeIndex([times[3] + pd.Timedelta(minutes=1)]))

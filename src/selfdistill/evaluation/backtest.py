@@ -184,6 +184,23 @@ def _random_positions(model: np.ndarray, seed: int) -> np.ndarray:
 # ------------------------------------------------------------------ returns
 
 
+def _positions(index: pd.Index, times: pd.Index) -> np.ndarray:
+    """Position of each of ``times`` in ``index`` (-1 where absent).
+
+    On a sorted time index by binary search: ``get_indexer`` would build (and cache on the
+    candles' index) a hash table of every bar, ~40 bytes a bar at 10M bars.
+    """
+    if not (isinstance(index, pd.DatetimeIndex) and isinstance(times, pd.DatetimeIndex)
+            and index.is_monotonic_increasing and (index.tz is None) == (times.tz is None)):
+        return np.asarray(index.get_indexer(times), dtype=np.int64)
+    keys = index.as_unit("ns").asi8
+    wanted = times.as_unit("ns").asi8 if times.tz is None else \
+        times.tz_convert(index.tz).as_unit("ns").asi8
+    at = np.searchsorted(keys, wanted).clip(0, max(len(keys) - 1, 0))
+    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return np.where(found, at, -1).astype(np.int64)
+
+
 def holding_returns(open_prices: pd.Series, decision_times: pd.Index) -> np.ndarray:
     """Asset return of each decision's holding period, from fill to next fill.
 
@@ -197,7 +214,7 @@ def holding_returns(open_prices: pd.Series, decision_times: pd.Index) -> np.ndar
         the last, ``open[t_N + 1] -> open[t_N + 2]`` for the last; 0 where the data
         end before the fill or the exit bar.
     """
-    where = open_prices.index.get_indexer(pd.Index(decision_times))
+    where = _positions(open_prices.index, pd.Index(decision_times))
     if np.any(where < 0):
         missing = pd.Index(decision_times)[where < 0][0]
         raise DataError(f"decision time {missing} is not a bar of the price series")

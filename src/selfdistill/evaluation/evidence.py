@@ -49,6 +49,7 @@ CONFIDENCE = "1 - max probability"
 _GATED = "+gate"
 _ORDINAL = re.compile(r"^(generation|snapshot|cycle|exit)=-?\d+$")
 _STORE = np.float32
+_PIECE = 1 << 18  # rows per piece of a per-bar computation
 #: 0-1 columns: float16 holds 0, 1 and NaN (a missing bar) exactly, in half the bytes.
 _BINARY = {"correct", "correct_true", "error"}
 
@@ -107,12 +108,18 @@ def bar_scores(proba: np.ndarray, label: np.ndarray, truth: np.ndarray | None
     """Per-bar ``correct``, ``nll``, ``brier`` (and ``correct_true``) of (T, C) probabilities."""
     p = np.asarray(proba, dtype=np.float64)
     y = np.asarray(label, dtype=np.int64)
-    picked = p[np.arange(len(y)), y]
-    onehot = np.eye(p.shape[1])[y]
-    out = {"correct": (p.argmax(axis=1) == y), "nll": -np.log(np.clip(picked, 1e-15, 1.0)),
-           "brier": ((p - onehot) ** 2).sum(axis=1)}
-    if truth is not None:
-        out["correct_true"] = p.argmax(axis=1) == np.asarray(truth, dtype=np.int64)
+    names = ("correct", "nll", "brier") + (() if truth is None else ("correct_true",))
+    out = {name: np.empty(len(y), dtype=_dtype(name)) for name in names}
+    eye = np.eye(p.shape[1])
+    for a in range(0, len(y), _PIECE):  # row by row: no (T, C) temporaries of a long split
+        b = a + _PIECE
+        pa, ya = p[a:b], y[a:b]
+        pred = pa.argmax(axis=1)
+        out["correct"][a:b] = pred == ya
+        out["nll"][a:b] = -np.log(np.clip(pa[np.arange(len(ya)), ya], 1e-15, 1.0))
+        out["brier"][a:b] = ((pa - eye[ya]) ** 2).sum(axis=1)
+        if truth is not None:
+            out["correct_true"][a:b] = pred == np.asarray(truth[a:b], dtype=np.int64)
     return out
 
 
