@@ -139,7 +139,9 @@ def test_ctrl_c_says_interrupted_and_what_was_kept(tmp_path: Path) -> None:
         assert started.wait(timeout=120), "".join(lines)
         time.sleep(1.0)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        assert proc.wait(timeout=60) == 130
+        # 130, or ended by the SIGINT itself after its message (rarely, under load, as the
+        # interpreter shuts down): a shell reports both as $? = 130
+        assert proc.wait(timeout=60) in (130, -signal.SIGINT)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
