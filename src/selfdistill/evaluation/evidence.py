@@ -180,9 +180,10 @@ class CellEvidence:
                 np.zeros(len(p)), set())
         if not np.array_equal(acc.times, times):
             raise ValueError(f"{method} {member}: members of one cell must share test bars")
-        acc.total += np.where(ok[:, None], p, 0.0)
+        every = bool(ok.all())  # the usual case: no (T, C) masked copy
+        acc.total += p if every else np.where(ok[:, None], p, 0.0)
         for k in MEASURES:
-            acc.measures[k] += np.where(ok, m[k], 0.0)
+            acc.measures[k] += m[k] if every else np.where(ok, m[k], 0.0)
         acc.count += ok
         acc.names.add(member)
 

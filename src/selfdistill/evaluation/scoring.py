@@ -445,6 +445,7 @@ def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: to
                  any(lin.disagreement and len(lin.members) > 1 for lin in lineages))
     for li, lineage in enumerate(lineages):
         _score_lineage(cell, lineage, li)
+        cell.evidence.finish()  # its members' sums become flags now, not at the end
     records = [cell.records[k] for k in sorted(cell.records)] + cell.gated
     if cell.reference is not None:
         baselines = _baselines(cell)

@@ -57,8 +57,15 @@ StateDict = dict[str, Tensor]
 
 
 def mean_probabilities(probs: Sequence[np.ndarray]) -> np.ndarray:
-    """Ensemble of members: the mean of their (N, C) probabilities."""
-    return np.mean(np.stack(probs), axis=0)
+    """Ensemble of members: the mean of their (N, C) probabilities.
+
+    Summed in member order, as ``np.mean(np.stack(probs), axis=0)`` does (the same bits),
+    without the (M, N, C) stack.
+    """
+    total = np.array(probs[0], dtype=np.float64)
+    for p in probs[1:]:
+        total += p
+    return total / len(probs)
 
 
 @torch.no_grad()
