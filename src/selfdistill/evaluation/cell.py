@@ -120,10 +120,11 @@ def run_fold(ds: Dataset, split: Split, cfg: RunConfig, *, seed: int, fold: int 
     device = resolve_device(cfg.device)
     data, x, scaler = make_train_data(ds, split, cfg, device, seed=seed)
     lineages, timings = fit_methods(data, cfg, seed=seed, callbacks=callbacks)
-    del data  # the scaled inputs are kept by x alone from here on
+    inputs = [x]  # handed over: scoring lets the inputs go once every split is predicted
+    del data, x
     with FrameWriter(None if parts is None else parts / PREDICTIONS_PART) as predictions, \
             FrameWriter(None if parts is None else parts / CURVES_PART) as curves:
-        scores = score_lineages(ds, split, lineages, x, settings=settings, seed=seed,
+        scores = score_lineages(ds, split, lineages, inputs, settings=settings, seed=seed,
                                 fold=fold, predictions=predictions, curves=curves)
     return FoldResult(scores, lineages, scaler, timings, predictions.frame(), curves.frame())
 

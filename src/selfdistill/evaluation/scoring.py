@@ -98,7 +98,7 @@ class _Cell:
 
     ds: Dataset
     split: Split
-    x: torch.Tensor
+    x: torch.Tensor | None  # None once every split is predicted
     settings: BacktestSettings
     base: dict[str, Any]
     rng_seed: int
@@ -337,9 +337,10 @@ def _measures(cell: _Cell, lineage: Lineage, li: int, split: str, si: int,
 
 
 def _predict(cell: _Cell, lineage: Lineage, rows: np.ndarray) -> list[np.ndarray]:
-    rows_t = torch.as_tensor(rows, dtype=torch.int64, device=cell.x.device)
-    return [np.asarray(m.predict_proba(cell.x, rows_t), dtype=np.float64)
-            for m in lineage.members]
+    x = cell.x
+    assert x is not None, "every split is predicted before the inputs are let go"
+    rows_t = torch.as_tensor(rows, dtype=torch.int64, device=x.device)
+    return [np.asarray(m.predict_proba(x, rows_t), dtype=np.float64) for m in lineage.members]
 
 
 def _score_train(cell: _Cell, lineage: Lineage, li: int) -> None:
@@ -370,42 +371,54 @@ def _score_train(cell: _Cell, lineage: Lineage, li: int) -> None:
         cell.records[(0, li, out.index)] = {**rec, **out.extra}
 
 
-def _score_lineage(cell: _Cell, lineage: Lineage, li: int) -> None:
-    """Every split of one method: records; val / test rows; test backtest and evidence."""
-    ds = cell.ds
-    y_all = ds.labels.y.to_numpy()
-    gate_values: np.ndarray | None = None
-    piecewise = all(d.extras is None for d in lineage.derived) and len(cell.rows("train"))
-    for si, split in enumerate(SPLITS):
-        if split == "train" and piecewise:
-            _score_train(cell, lineage, li)
+@dataclass
+class _Pending:
+    """A method's test split, predicted while the inputs were alive, scored afterwards."""
+
+    member_probs: list[np.ndarray]
+    gate_values: np.ndarray | None
+
+
+def _score_split(cell: _Cell, lineage: Lineage, li: int, si: int,
+                 member_probs: list[np.ndarray], gate_values: np.ndarray | None
+                 ) -> np.ndarray | None:
+    """Records, calibration, rows (and on test: evidence, backtest) of one split of a
+    method; returns the validation disagreement the gate thresholds (on val)."""
+    ds, split = cell.ds, SPLITS[si]
+    rows = cell.rows(split)
+    y = ds.labels.y.to_numpy()[rows]
+    truth = None if ds.truth is None else ds.truth[rows]
+    measures = _measures(cell, lineage, li, split, si, member_probs, y)
+    for out in _outputs(lineage, member_probs):
+        rec = _record(cell, out, split, y, truth)
+        cell.records[(si, li, out.index)] = rec
+        if split == "train":
             continue
-        rows = cell.rows(split)
-        y = y_all[rows]
-        truth = None if ds.truth is None else ds.truth[rows]
-        member_probs = _predict(cell, lineage, rows)
-        measures = _measures(cell, lineage, li, split, si, member_probs, y)
-        if split == "val" and measures:
-            gate_values = measures[GATE_MEASURE]
-        for out in _outputs(lineage, member_probs):
-            rec = _record(cell, out, split, y, truth)
-            cell.records[(si, li, out.index)] = rec
-            if split == "train":
-                continue
-            temperature, calibrated = _calibrate(cell, out, split, y, rec)
-            _write_predictions(cell, out, split, rows, temperature, measures)
-            if split != "test":
-                del calibrated
-                continue
-            times = cell.test_times()
-            cell.evidence.add_scores((out.method, out.member), times, out.proba, y, truth)
-            if measures:  # members only (ordinal labels): their mean flags errors
-                cell.evidence.add_member(out.method, out.member, times, out.proba, y, measures)
-            if cell.settings.enabled:
-                gate = _gate(measures, gate_values, cell.settings.uncertainty_gate)
-                _trade(cell, out, rec, calibrated, gate)
+        temperature, calibrated = _calibrate(cell, out, split, y, rec)
+        _write_predictions(cell, out, split, rows, temperature, measures)
+        if split != "test":
             del calibrated
-        del member_probs
+            continue
+        times = cell.test_times()
+        cell.evidence.add_scores((out.method, out.member), times, out.proba, y, truth)
+        if measures:  # members only (ordinal labels): their mean flags errors
+            cell.evidence.add_member(out.method, out.member, times, out.proba, y, measures)
+        if cell.settings.enabled:
+            gate = _gate(measures, gate_values, cell.settings.uncertainty_gate)
+            _trade(cell, out, rec, calibrated, gate)
+        del calibrated
+    return measures.get(GATE_MEASURE) if split == "val" else None
+
+
+def _score_fitted_splits(cell: _Cell, lineage: Lineage, li: int) -> _Pending:
+    """Train and validation of one method, and its test probabilities (not yet scored)."""
+    if all(d.extras is None for d in lineage.derived) and len(cell.rows("train")):
+        _score_train(cell, lineage, li)
+    else:
+        _score_split(cell, lineage, li, 0, _predict(cell, lineage, cell.rows("train")), None)
+    gate_values = _score_split(cell, lineage, li, 1, _predict(cell, lineage, cell.rows("val")),
+                               None)
+    return _Pending(_predict(cell, lineage, cell.rows("test")), gate_values)
 
 
 def _gate(measures: dict[str, np.ndarray], val_values: np.ndarray | None,
@@ -420,13 +433,18 @@ def _gate(measures: dict[str, np.ndarray], val_values: np.ndarray | None,
     return disagreement_gate(test, val, quantile)
 
 
-def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: torch.Tensor, *,
+def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage],
+                   x: torch.Tensor | list[torch.Tensor], *,
                    settings: BacktestSettings, seed: int, fold: int,
                    predictions: FrameWriter, curves: FrameWriter) -> CellScores:
     """Score every fitted method of one cell (see the module docstring).
 
     Args:
-        ds / split / x: the cell's dataset, split and (R, F) input tensor.
+        ds / split: the cell's dataset and split.
+        x: the (R, F) inputs, or a one-element list holding them: the list is emptied once
+            every split is predicted, so the inputs are freed (if nothing else holds them)
+            before the test split, the heaviest part, is scored. Test rows are predicted
+            for every method first, then scored method by method.
         lineages: the fitted methods, in config order.
         settings: calibration, costs, sizing, gate and annualisation.
         seed / fold: the cell (seeds the random baselines).
@@ -439,12 +457,20 @@ def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage], x: to
         and the fitted temperatures by (method, member label).
     """
     base = {"seed": seed, "fold": fold}
-    cell = _Cell(ds, split, x, settings, base,
+    inputs = x[0] if isinstance(x, list) else x
+    cell = _Cell(ds, split, inputs, settings, base,
                  int(np.random.SeedSequence([seed, fold]).generate_state(1)[0]),
                  predictions, curves, CellEvidence(fold, seed),
                  any(lin.disagreement and len(lin.members) > 1 for lin in lineages))
+    pending = [_score_fitted_splits(cell, lineage, li) for li, lineage in enumerate(lineages)]
+    cell.x = None  # every prediction is made: the inputs go before the heaviest part
+    if isinstance(x, list):
+        x.clear()  # the caller handed them over
     for li, lineage in enumerate(lineages):
-        _score_lineage(cell, lineage, li)
+        todo = pending[li]
+        pending[li] = _Pending([], None)  # its probabilities go once scored
+        _score_split(cell, lineage, li, 2, todo.member_probs, todo.gate_values)
+        del todo
         cell.evidence.finish()  # its members' sums become flags now, not at the end
     records = [cell.records[k] for k in sorted(cell.records)] + cell.gated
     if cell.reference is not None:
