@@ -393,3 +393,35 @@ def test_shipped_configs_keep_generation_zero_identical_to_baseline(name: str,
             and c["method"] == "born_again" and c["candidate"] == "generation=0"]
     assert {"accuracy", "nll", "brier", "sharpe"} <= {c["metric"] for c in same}
     assert all(c["mean_diff"] == 0.0 for c in same), same
+
+
+def test_the_cells_inputs_are_freed_before_its_test_split_is_scored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the (R, F) inputs are the largest array of a cell: gone before its heaviest part
+    import weakref
+
+    from selfdistill.evaluation import cell as cellmod
+    from selfdistill.evaluation import scoring
+
+    cfg = tiny_config(methods=["majority", "baseline"])
+    ds = build_dataset(cfg, *load_candles(cfg))
+    made: list[weakref.ref[torch.Tensor]] = []
+    real_make, real_split = cellmod.make_train_data, scoring._score_split
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        out = real_make(*args, **kwargs)
+        made.append(weakref.ref(out[1]))
+        return out
+
+    alive: list[bool] = []
+
+    def score_split(cell: Any, lineage: Any, li: int, si: int, *args: Any) -> Any:
+        if si == 2:
+            alive.append(made[0]() is not None)
+        return real_split(cell, lineage, li, si, *args)
+
+    monkeypatch.setattr(cellmod, "make_train_data", make)
+    monkeypatch.setattr(scoring, "_score_split", score_split)
+    result = cellmod.run_fold(ds, holdout_split(ds, cfg), cfg, seed=0)
+    assert alive == [False, False]
+    assert any(r["split"] == "test" and r["method"] == "baseline" for r in result.records)

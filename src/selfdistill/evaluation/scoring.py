@@ -457,8 +457,7 @@ def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage],
         and the fitted temperatures by (method, member label).
     """
     base = {"seed": seed, "fold": fold}
-    inputs = x[0] if isinstance(x, list) else x
-    cell = _Cell(ds, split, inputs, settings, base,
+    cell = _Cell(ds, split, x[0] if isinstance(x, list) else x, settings, base,
                  int(np.random.SeedSequence([seed, fold]).generate_state(1)[0]),
                  predictions, curves, CellEvidence(fold, seed),
                  any(lin.disagreement and len(lin.members) > 1 for lin in lineages))
