@@ -30,19 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from selfdistill.evaluation.backtest import (
-    holding_returns,
-)
 from selfdistill.evaluation.calibration import apply_temperature, fit_temperature, logits_from_proba
-from selfdistill.evaluation.evidence import MEASURES, CellEvidence, times_ns
-from selfdistill.evaluation.fold import Dataset, member_name
+from selfdistill.evaluation.evidence import MEASURES, CellEvidence
+from selfdistill.evaluation.fold import Dataset
 from selfdistill.evaluation.metrics import MetricTotals
+from selfdistill.evaluation.scorestate import BacktestSettings, CellState, OutputProbs
 from selfdistill.evaluation.scoring_trades import (
     GATE_MEASURE,
     GATED,
@@ -65,20 +63,6 @@ _CALIBRATED = ("nll", "ece", "brier")
 _BASELINES = ("buy_and_hold", "always_flat", "random")
 
 
-@dataclass(frozen=True)
-class BacktestSettings:
-    """What a cell's backtest needs besides the predictions."""
-
-    enabled: bool
-    fee_bps: float
-    slippage_bps: float
-    allow_short: bool
-    sizing: Literal["fixed", "confidence"]
-    uncertainty_gate: float | None
-    periods_per_year: float
-    calibrate: bool = True
-
-
 @dataclass
 class CellScores:
     """A cell's records, disagreement summaries, evidence and fitted temperatures."""
@@ -89,73 +73,19 @@ class CellScores:
     temperatures: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-@dataclass
-class _Cell:
-    """What scoring one cell carries from output to output."""
-
-    ds: Dataset
-    split: Split
-    x: torch.Tensor | None  # None once every split is predicted
-    settings: BacktestSettings
-    base: dict[str, Any]
-    rng_seed: int
-    predictions: FrameWriter
-    curves: FrameWriter
-    evidence: CellEvidence
-    flagged: bool  # some method's members disagree: prediction rows carry the measures
-    records: dict[tuple[int, int, int], dict[str, Any]] = field(default_factory=dict)
-    gated: list[dict[str, Any]] = field(default_factory=list)
-    uncertainty: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)
-    temperatures: dict[tuple[str, str], float] = field(default_factory=dict)
-    reference: np.ndarray | None = None  # positions whose turnover the baselines take
-    _returns: np.ndarray | None = None
-    _test_times: np.ndarray | None = None
-
-    def rows(self, split: str) -> np.ndarray:
-        return np.asarray(getattr(self.split, split))
-
-    def test_times(self) -> np.ndarray:
-        """(T,) int64 open times of the test bars: one array every output's evidence shares."""
-        if self._test_times is None:
-            self._test_times = times_ns(self.ds.times[self.rows("test")])
-        return self._test_times
-
-    def returns(self) -> np.ndarray:
-        """Per-decision holding returns of the test bars (computed once)."""
-        if self._returns is None:
-            times = self.ds.times[self.rows("test")]
-            self._returns = holding_returns(self.ds.candles["open"], times)
-        return self._returns
-
-
-@dataclass
-class _Output:
-    """One output of a method on one split."""
-
-    index: int
-    method: str
-    keys: dict[str, Any]
-    proba: np.ndarray  # (N, C) float64
-    extra: dict[str, Any]
-
-    @property
-    def member(self) -> str:
-        return member_name(self.keys)
-
-
-def _outputs(lineage: Lineage, member_probs: Sequence[np.ndarray]) -> list[_Output]:
+def _outputs(lineage: Lineage, member_probs: Sequence[np.ndarray]) -> list[OutputProbs]:
     """Every member and derived row of a lineage, with its probabilities."""
     out = []
     for i, (m, p) in enumerate(zip(lineage.members, member_probs, strict=True)):
         extra = {"selected": i == lineage.selected} if len(lineage.members) > 1 else {}
-        out.append(_Output(i, lineage.method, dict(m.keys), p, extra))
+        out.append(OutputProbs(i, lineage.method, dict(m.keys), p, extra))
     for j, d in enumerate(lineage.derived, len(out)):
         extra = d.extras(member_probs) if d.extras is not None else {}
-        out.append(_Output(j, d.method, dict(d.keys), d.combine(member_probs), extra))
+        out.append(OutputProbs(j, d.method, dict(d.keys), d.combine(member_probs), extra))
     return out
 
 
-def _metrics(cell: _Cell, y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+def _metrics(cell: CellState, y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     """:func:`classification_metrics`, the rows taken :data:`ROWS_PER_PIECE` at a time."""
     totals = MetricTotals(len(cell.ds.labels.class_names))
     for a in range(0, max(len(y), 1), ROWS_PER_PIECE):
@@ -163,7 +93,7 @@ def _metrics(cell: _Cell, y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     return totals.result()
 
 
-def _record(cell: _Cell, out: _Output, split: str, y: np.ndarray,
+def _record(cell: CellState, out: OutputProbs, split: str, y: np.ndarray,
             truth: np.ndarray | None) -> dict[str, Any]:
     rec: dict[str, Any] = {"method": out.method, "generation": None, **out.keys,
                            "split": split, **cell.base}
@@ -173,7 +103,7 @@ def _record(cell: _Cell, out: _Output, split: str, y: np.ndarray,
     return {**rec, **out.extra}
 
 
-def _calibrate(cell: _Cell, out: _Output, split: str, y: np.ndarray,
+def _calibrate(cell: CellState, out: OutputProbs, split: str, y: np.ndarray,
                rec: dict[str, Any]) -> tuple[float | None, np.ndarray]:
     """Fit T on validation (or take it) and add the calibrated metrics: (T, calibrated
     probabilities); (None, the probabilities) when calibration is off."""
@@ -192,7 +122,7 @@ def _calibrate(cell: _Cell, out: _Output, split: str, y: np.ndarray,
     return t, calibrated
 
 
-def _write_predictions(cell: _Cell, out: _Output, split: str, rows: np.ndarray,
+def _write_predictions(cell: CellState, out: OutputProbs, split: str, rows: np.ndarray,
                        temperature: float | None, measures: dict[str, np.ndarray]) -> None:
     """The output's rows of one split, piece by piece."""
     ds = cell.ds
@@ -220,7 +150,7 @@ def _write_predictions(cell: _Cell, out: _Output, split: str, rows: np.ndarray,
         cell.predictions.write(frame)
 
 
-def _measures(cell: _Cell, lineage: Lineage, li: int, split: str, si: int,
+def _measures(cell: CellState, lineage: Lineage, li: int, split: str, si: int,
               member_probs: Sequence[np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
     """Per-bar disagreement of a lineage's members, and its error rate per quantile."""
     if not (lineage.disagreement and len(member_probs) > 1 and split != "train"):
@@ -240,14 +170,14 @@ def _measures(cell: _Cell, lineage: Lineage, li: int, split: str, si: int,
     return measures
 
 
-def _predict(cell: _Cell, lineage: Lineage, rows: np.ndarray) -> list[np.ndarray]:
+def _predict(cell: CellState, lineage: Lineage, rows: np.ndarray) -> list[np.ndarray]:
     x = cell.x
     assert x is not None, "every split is predicted before the inputs are let go"
     rows_t = torch.as_tensor(rows, dtype=torch.int64, device=x.device)
     return [np.asarray(m.predict_proba(x, rows_t), dtype=np.float64) for m in lineage.members]
 
 
-def _score_train(cell: _Cell, lineage: Lineage, li: int) -> None:
+def _score_train(cell: CellState, lineage: Lineage, li: int) -> None:
     """Training-split records, the rows taken :data:`ROWS_PER_PIECE` at a time (every
     metric is a sum over rows, :class:`MetricTotals`)."""
     ds = cell.ds
@@ -256,7 +186,7 @@ def _score_train(cell: _Cell, lineage: Lineage, li: int) -> None:
     n_classes = len(ds.labels.class_names)
     totals: list[MetricTotals] = []
     hits: list[int] = []
-    outputs: list[_Output] = []
+    outputs: list[OutputProbs] = []
     for a in range(0, len(rows), ROWS_PER_PIECE):
         r = rows[a:a + ROWS_PER_PIECE]
         outputs = _outputs(lineage, _predict(cell, lineage, r))
@@ -283,7 +213,7 @@ class _Pending:
     gate_values: np.ndarray | None
 
 
-def _score_split(cell: _Cell, lineage: Lineage, li: int, si: int,
+def _score_split(cell: CellState, lineage: Lineage, li: int, si: int,
                  member_probs: list[np.ndarray], gate_values: np.ndarray | None
                  ) -> np.ndarray | None:
     """Records, calibration, rows (and on test: evidence, backtest) of one split of a
@@ -314,7 +244,7 @@ def _score_split(cell: _Cell, lineage: Lineage, li: int, si: int,
     return measures.get(GATE_MEASURE) if split == "val" else None
 
 
-def _score_fitted_splits(cell: _Cell, lineage: Lineage, li: int) -> _Pending:
+def _score_fitted_splits(cell: CellState, lineage: Lineage, li: int) -> _Pending:
     """Train and validation of one method, and its test probabilities (not yet scored)."""
     if all(d.extras is None for d in lineage.derived) and len(cell.rows("train")):
         _score_train(cell, lineage, li)
@@ -349,7 +279,7 @@ def score_lineages(ds: Dataset, split: Split, lineages: Sequence[Lineage],
         and the fitted temperatures by (method, member label).
     """
     base = {"seed": seed, "fold": fold}
-    cell = _Cell(ds, split, x[0] if isinstance(x, list) else x, settings, base,
+    cell = CellState(ds, split, x[0] if isinstance(x, list) else x, settings, base,
                  int(np.random.SeedSequence([seed, fold]).generate_state(1)[0]),
                  predictions, curves, CellEvidence(fold, seed),
                  any(lin.disagreement and len(lin.members) > 1 for lin in lineages))

@@ -10,7 +10,7 @@ backtest keeps only positions, net returns and metrics; its rows are written in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +23,8 @@ from selfdistill.evaluation.backtest import (
     positions_from_proba,
     run_backtest,
 )
-
-if TYPE_CHECKING:
-    from selfdistill.evaluation.scoring import _Cell as Cell
-    from selfdistill.evaluation.scoring import _Output as Output
+from selfdistill.evaluation.scorestate import CellState as Cell
+from selfdistill.evaluation.scorestate import OutputProbs as Output
 
 __all__ = ["GATED", "GATE_MEASURE", "ROWS_PER_PIECE", "baseline_results", "gate_of", "trade",
            "write_curve"]
