@@ -139,6 +139,10 @@ def test_ctrl_c_says_interrupted_and_what_was_kept(tmp_path: Path) -> None:
         assert started.wait(timeout=120), "".join(lines)
         time.sleep(1.0)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # rare under load: the first Ctrl-C was lost
+            os.killpg(proc.pid, signal.SIGINT)  # (see issue 16's note); a user presses again
         # 130, or ended by the SIGINT itself after its message (rarely, under load, as the
         # interpreter shuts down): a shell reports both as $? = 130
         assert proc.wait(timeout=60) in (130, -signal.SIGINT)
