@@ -96,12 +96,23 @@ def test_report_warns_about_an_incomplete_run(tmp_path: Path,
     assert f"{out} is an INCOMPLETE run (interrupted at 2026-01-01" in caplog.text
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before exec: SIGINT delivered and not ignored, as from a shell.
+
+    The test process is a pytest worker that earlier tests ran in; an ignored SIGINT
+    survives exec and a blocked one stays blocked, so a child could never see Ctrl-C
+    (seen as a hang in fresh-clone runs of the suite)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _start(tmp_path: Path, config: Path, out: Path) -> tuple[subprocess.Popen[str], list[str],
                                                               threading.Event]:
     """``selfdistill run`` in its own process group; stderr lines collected as they come."""
     proc = subprocess.Popen([sys.executable, "-m", "selfdistill", "run", str(config), "--out",
                              str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, cwd=tmp_path)
+                            text=True, start_new_session=True, cwd=tmp_path,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     lines: list[str] = []
     started = threading.Event()
 
