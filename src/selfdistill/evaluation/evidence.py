@@ -82,9 +82,10 @@ class Scores:
 
     def put(self, times: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
         """Add columns on ``times`` (aligned on the times already held when they differ)."""
+        at = None
         if not np.array_equal(times, self.times):
-            self._align(times)
-        at = None if np.array_equal(times, self.times) else np.searchsorted(self.times, times)
+            self._align(times)  # the union of both: ``times`` are some of its bars
+            at = np.searchsorted(self.times, times)
         for name, value in values.items():
             column = np.asarray(value, dtype=_dtype(name))
             if at is not None:
@@ -92,6 +93,18 @@ class Scores:
                 full[at] = column
                 column = full
             self.columns[name] = column
+
+    def on(self, column: str, times: np.ndarray) -> np.ndarray:
+        """(T,) float64 ``column`` on ``times``: NaN where this output has no value."""
+        if column in self.columns and len(self.times) == len(times) \
+                and np.array_equal(self.times, times):
+            return self.columns[column].astype(np.float64)
+        out = np.full(len(times), np.nan)
+        if column in self.columns and len(self.times):
+            at = np.searchsorted(self.times, times).clip(0, len(self.times) - 1)
+            hit = self.times[at] == times
+            out[hit] = self.columns[column][at[hit]]
+        return out
 
     def _align(self, times: np.ndarray) -> None:
         union = np.union1d(self.times, times)
@@ -297,14 +310,8 @@ def _values(cells: Mapping[CellKey, Scores], fold: int, seeds: Sequence[int], co
     out = np.full((len(seeds), len(times)), np.nan)
     for i, seed in enumerate(seeds):
         s = cells.get((fold, seed))
-        if s is None or column not in s.columns:
-            continue
-        if len(s.times) == len(times) and np.array_equal(s.times, times):
-            out[i] = s.columns[column]
-            continue
-        at = np.searchsorted(s.times, times).clip(0, max(len(s.times) - 1, 0))
-        hit = s.times[at] == times if len(s.times) else np.zeros(len(times), dtype=bool)
-        out[i, hit] = s.columns[column][at[hit]]
+        if s is not None:
+            out[i] = s.on(column, times)
     return out
 
 

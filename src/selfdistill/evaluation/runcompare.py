@@ -142,24 +142,12 @@ def _relabel_seeds(cells: dict[tuple[int, int], Scores], by_position: bool
         parts = [cells[(fold, s)] for s in seeds if (fold, s) in cells]
         mean = Scores(parts[0].times)
         for column in parts[0].columns:
-            values = np.stack([_on(p, column, mean.times) for p in parts])
+            values = np.stack([p.on(column, mean.times) for p in parts])
             seen = np.isfinite(values).sum(axis=0)
             total = np.where(np.isfinite(values), values, 0.0).sum(axis=0)
             mean.put(mean.times, {column: np.where(seen > 0, total / np.maximum(seen, 1),
                                                    np.nan)})
         out[(fold, 0)] = mean
-    return out
-
-
-def _on(scores: Scores, column: str, times: np.ndarray) -> np.ndarray:
-    """``column`` of ``scores`` on ``times`` (NaN where it has no value)."""
-    if np.array_equal(scores.times, times) and column in scores.columns:
-        return scores.columns[column].astype(np.float64)
-    out = np.full(len(times), np.nan)
-    if column in scores.columns:
-        at = np.searchsorted(scores.times, times).clip(0, max(len(scores.times) - 1, 0))
-        hit = scores.times[at] == times
-        out[hit] = scores.columns[column][at[hit]]
     return out
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 
 from selfdistill.evaluation.backtest import holding_returns
@@ -54,21 +55,27 @@ class CellState:
     reference: np.ndarray | None = None  # positions whose turnover the baselines take
     _returns: np.ndarray | None = None
     _test_times: np.ndarray | None = None
+    _test_index: pd.DatetimeIndex | None = None
 
     def rows(self, split: str) -> np.ndarray:
         return np.asarray(getattr(self.split, split))
 
+    def test_index(self) -> pd.DatetimeIndex:
+        """Open times of the test bars (taken once: every backtest of the cell uses them)."""
+        if self._test_index is None:
+            self._test_index = self.ds.times[self.rows("test")]
+        return self._test_index
+
     def test_times(self) -> np.ndarray:
         """(T,) int64 open times of the test bars: one array every output's evidence shares."""
         if self._test_times is None:
-            self._test_times = times_ns(self.ds.times[self.rows("test")])
+            self._test_times = times_ns(self.test_index())
         return self._test_times
 
     def returns(self) -> np.ndarray:
         """Per-decision holding returns of the test bars (computed once)."""
         if self._returns is None:
-            times = self.ds.times[self.rows("test")]
-            self._returns = holding_returns(self.ds.candles["open"], times)
+            self._returns = holding_returns(self.ds.candles["open"], self.test_index())
         return self._returns
 
 

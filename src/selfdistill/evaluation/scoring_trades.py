@@ -39,7 +39,7 @@ ROWS_PER_PIECE = 1 << 18
 
 def write_curve(cell: Cell, method: str, member: str, result: BacktestResult | _Traded,
                  random_net: np.ndarray | None) -> None:
-    times = cell.ds.times[cell.rows("test")]
+    times = cell.test_index()
     rets = cell.returns()
     for a in range(0, len(times), ROWS_PER_PIECE):
         b = a + ROWS_PER_PIECE
@@ -65,7 +65,7 @@ def _run(cell: Cell, positions: np.ndarray) -> _Traded:
     s = cell.settings
     result = run_backtest(positions, cell.returns(), fee_bps=s.fee_bps,
                           slippage_bps=s.slippage_bps, periods_per_year=s.periods_per_year,
-                          times=cell.ds.times[cell.rows("test")])
+                          times=cell.test_index())
     return _Traded(result.positions, result.net, result.metrics)  # the rest is dropped
 
 
@@ -88,7 +88,7 @@ def baseline_results(cell: Cell) -> dict[str, BacktestResult]:
     return backtest_with_baselines(
         cell.reference, cell.returns(), fee_bps=s.fee_bps, slippage_bps=s.slippage_bps,
         periods_per_year=s.periods_per_year, allow_short=s.allow_short, seed=cell.rng_seed,
-        times=cell.ds.times[cell.rows("test")])
+        times=cell.test_index())
 
 
 def _trading_fields(table: dict[str, _Traded]) -> dict[str, Any]:
