@@ -19,16 +19,9 @@ from selfdistill.cli import main
 from selfdistill.data.files import save_candles
 from selfdistill.data.synthetic import generate_market
 from selfdistill.errors import SelfDistillError, StorageError
+from tiny_experiment import TINY_RUN
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "selfdistill"
-TINY_RUN = {
-    "name": "tiny", "data": {"synthetic": {"n_bars": 800}},
-    "features": {"return_windows": [1, 6], "volatility_windows": [12], "ma_windows": [12],
-                 "skew_window": 12, "volume_window": 12, "range_window": 12},
-    "labels": {"horizon": 4, "vol_span": 30}, "model": {"hidden": [8]},
-    "training": {"epochs": 1, "batch_size": 256, "patience": 0},
-    "methods": ["baseline"], "report": {"enabled": False}, "backtest": {"enabled": False},
-}
 
 
 def _disk_full(when: str) -> object:

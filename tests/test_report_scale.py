@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from selfdistill.errors import DataError
-from selfdistill.evaluation import run_experiment
 from selfdistill.report import figures as fg
 from selfdistill.report import load_run, render_html
 from selfdistill.report.decimate import (
@@ -32,20 +31,14 @@ from selfdistill.report.decimate import (
 from selfdistill.report.trading import equity_curve
 from selfdistill.rundir import read
 from selfdistill.rundir.read import ParquetScan, read_predictions, read_run_parquet
-from tiny_experiment import tiny_config
+from tiny_experiment import tiny_run_dir
 
 PARQUETS = ("predictions.parquet", "backtest.parquet", "prices.parquet")
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("scale") / "run"
-    run_experiment(tiny_config(methods=["majority", "baseline", "born_again", "lightgbm"]),
-                   out_dir=out, workers=1)
-    return out
+    return tiny_run_dir(tmp_path_factory, "scale")
 
 
 def _without_images(page: str) -> str:

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection
 
-from selfdistill.evaluation import run_experiment
 from selfdistill.evaluation.backtest import run_backtest, trading_metrics
 from selfdistill.evaluation.metrics import reliability_curve
 from selfdistill.report import figures as fg
@@ -41,7 +40,7 @@ from selfdistill.report.trading import (
     summarise_trading,
 )
 from selfdistill.rundir.read import read_curves, read_predictions
-from tiny_experiment import tiny_config
+from tiny_experiment import tiny_run_dir
 
 SELECTED = ("born_again_selected", "-")
 TRADES = ("open_time", "position", "asset_return", "net")
@@ -49,13 +48,7 @@ TRADES = ("open_time", "position", "asset_return", "net")
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("sections") / "run"
-    run_experiment(tiny_config(methods=["majority", "baseline", "born_again", "lightgbm"]),
-                   out_dir=out, workers=1)
-    return out
+    return tiny_run_dir(tmp_path_factory, "sections")
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,12 @@ from selfdistill import atomic
 from selfdistill.cli import main
 from selfdistill.rundir.layout import INCOMPLETE_FILE
 from selfdistill.rundir.lifecycle import incomplete_reason
-
-TINY = {
-    "name": "tiny", "data": {"synthetic": {"n_bars": 800}},
-    "features": {"return_windows": [1, 6], "volatility_windows": [12], "ma_windows": [12],
-                 "skew_window": 12, "volume_window": 12, "range_window": 12},
-    "labels": {"horizon": 4, "vol_span": 30}, "model": {"hidden": [8]},
-    "training": {"epochs": 1, "batch_size": 256, "patience": 0},
-    "methods": ["baseline"], "report": {"enabled": False}, "backtest": {"enabled": False},
-}
+from tiny_experiment import TINY_RUN
 
 
 def _config(tmp_path: Path, **changes: object) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    path.write_text(yaml.safe_dump({**TINY_RUN, **changes}))
     return path
 
 
